@@ -1,0 +1,63 @@
+"""Command line of the lab.
+
+    python3 -m lab run [--timeout S] -- 'shell command'    any command, as root, in a fresh guest
+    python3 -m lab pytest [pytest args]                  pytest of this checkout, in a fresh guest
+
+The exit status is the guest job's; 124 means the guest hit its time bound,
+125 that it died without reporting one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+
+from . import qemu
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("LAB_TIMEOUT", 900)), help="hard bound on the guest's life, seconds")
+    parser.add_argument("--mem", default=os.environ.get("LAB_MEM", "1024M"))
+    parser.add_argument("--cpus", type=int, default=int(os.environ.get("LAB_CPUS", 2)))
+    parser.add_argument("--results", default=os.path.join(REPO, "build", "lab"), help="where pytest results are copied")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    run = sub.add_parser("run", help="run a shell command in a fresh guest")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    pyt = sub.add_parser("pytest", help="run pytest (this checkout's venv) in a fresh guest")
+    pyt.add_argument("args", nargs=argparse.REMAINDER)
+    opts = parser.parse_args(argv)
+
+    problem = qemu.preflight()
+    if problem:
+        print("lab: " + problem, file=sys.stderr)
+        return 2
+
+    if opts.verb == "run":
+        words = [w for w in opts.command if w != "--"] if opts.command[:1] == ["--"] else opts.command
+        if not words:
+            parser.error("run needs a command")
+        command = " ".join(words) if len(words) > 1 else words[0]
+        return qemu.run(command, timeout=opts.timeout, mem=opts.mem, cpus=opts.cpus, workdir=REPO).rc
+
+    python = os.path.join(REPO, ".venv", "bin", "python")
+    if not os.path.exists(python):
+        python = sys.executable
+    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    command = "%s -m pytest -p no:cacheprovider --junitxml=/tmp/xfer/junit.xml %s" % (
+        shlex.quote(python), " ".join(shlex.quote(a) for a in args))
+    result = qemu.run(command, timeout=opts.timeout, mem=opts.mem, cpus=opts.cpus, workdir=REPO)
+    junit = os.path.join(result.xfer, "junit.xml")
+    if os.path.exists(junit):
+        os.makedirs(opts.results, exist_ok=True)
+        shutil.copy(junit, os.path.join(opts.results, "junit.xml"))
+    return result.rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

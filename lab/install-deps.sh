@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install what the lab needs on a Debian 12 host, as root. Idempotent: does
+# nothing when everything is already there, so `make test` can always call it.
+#   qemu-system-x86   runs the guest (TCG; KVM is not required)
+#   linux-image-amd64 Debian's stock kernel with the usbip and gadget modules
+#   busybox-static    the initramfs userland
+#   usbip             Debian's C tools: the interoperability peer in tests only
+#   hwdata            usb.ids, for vendor/product names
+set -eu
+PKGS="qemu-system-x86 linux-image-amd64 busybox-static usbip hwdata kmod cpio xz-utils zstd iproute2 udev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+  echo "lab: host packages present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "lab: missing packages:$missing (run as root, or: sudo $0)" >&2
+  exit 1
+fi
+echo "lab: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,211 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one gateway between the drivers and the kernel's file interfaces.
+
+Every driver reaches sysfs, configfs and the ``/var/run`` attachment records
+through a :class:`Sysfs` instance, for three reasons:
+
+* the root is injectable, so unit tests run the real driver code against a
+  fake tree that mirrors what the kernel shows;
+* every change is recorded in :attr:`Sysfs.journal`, so tests can prove that
+  bad input and check mode write nothing;
+* ``dry_run`` turns every change into a journal entry only, which is how the
+  Ansible modules implement check mode without a second code path.
+
+Paths are always written as the kernel names them (``/sys/bus/usb/...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from typing import List, Optional
+
+from ..errors import UsbipError
+
+
+class SysfsError(UsbipError):
+    """A kernel attribute could not be read or written.
+
+    ``errno`` is kept because drivers act on it: vhci answers EBUSY for a port
+    taken by a concurrent attach, usbip-vudc ENODEV when no gadget is bound.
+    """
+
+    def __init__(self, action: str, path: str, err: OSError, hint: Optional[str] = None) -> None:
+        self.errno = err.errno
+        self.path = path
+        reason = err.strerror or str(err)
+        if err.errno in (errno.EACCES, errno.EPERM) and hint is None:
+            hint = "run as root"
+        super().__init__("cannot %s %s: %s" % (action, path, reason), hint)
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One change made (or, in dry-run, that would have been made)."""
+
+    op: str  # "write", "mkdir", "rmdir", "symlink", "unlink", "file"
+    path: str
+    value: str = ""
+
+
+class Sysfs:
+    """Reads and changes kernel interfaces below an injectable root."""
+
+    def __init__(self, root: str = "/", dry_run: bool = False) -> None:
+        self.root = root
+        self.dry_run = dry_run
+        self.journal: List[Change] = []
+
+    # -- paths -------------------------------------------------------------
+    def real(self, path: str) -> str:
+        """Host path of a kernel path (identity when the root is ``/``)."""
+        if self.root == "/":
+            return path
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def kernel_path(self, real_path: str) -> str:
+        """Inverse of :meth:`real`, for paths obtained by resolving links."""
+        if self.root == "/":
+            return real_path
+        root = os.path.realpath(self.root)
+        rel = os.path.relpath(real_path, root)
+        return "/" + ("" if rel == "." else rel)
+
+    # -- reads -------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(self.real(path))
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(self.real(path))
+
+    def listdir(self, path: str) -> List[str]:
+        """Sorted entries of a directory; an absent directory is empty."""
+        try:
+            return sorted(os.listdir(self.real(path)))
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise SysfsError("list", path, err) from None
+
+    def read(self, path: str) -> str:
+        """An attribute's text without the kernel's trailing newline."""
+        try:
+            with open(self.real(path), "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise SysfsError("read", path, err) from None
+        return data.decode("utf-8", "replace").rstrip("\n")
+
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            with open(self.real(path), "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise SysfsError("read", path, err) from None
+
+    def read_optional(self, path: str) -> Optional[str]:
+        """Like :meth:`read`, but ``None`` when the attribute is absent or unreadable."""
+        try:
+            return self.read(path)
+        except SysfsError:
+            return None
+
+    def read_int(self, path: str, base: int = 10) -> int:
+        text = self.read(path).strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            raise UsbipError("unexpected content %r in %s" % (text, path)) from None
+
+    def resolve(self, path: str) -> str:
+        """Kernel path a (possibly symlinked) path points to."""
+        return self.kernel_path(os.path.realpath(self.real(path)))
+
+    def link_name(self, path: str) -> Optional[str]:
+        """Last component of a symlink's target (e.g. a device's driver name)."""
+        try:
+            return os.path.basename(os.readlink(self.real(path)))
+        except OSError:
+            return None
+
+    # -- changes -------------------------------------------------------------
+    def _change(self, change: Change) -> bool:
+        """Journal a change; True when it must really be carried out."""
+        self.journal.append(change)
+        return not self.dry_run
+
+    def write(self, path: str, value: str) -> None:
+        """Write an attribute exactly: no trailing newline is added.
+
+        The usbip-host ``match_busid`` table keeps a newline as part of the
+        busid, after which a bind fails, so callers never send one.
+        """
+        if not self._change(Change("write", path, value)):
+            return
+        try:
+            fd = os.open(self.real(path), os.O_WRONLY)
+        except OSError as err:
+            raise SysfsError("open", path, err) from None
+        try:
+            os.write(fd, value.encode("ascii"))
+        except OSError as err:
+            raise SysfsError("write %r to" % value, path, err) from None
+        finally:
+            os.close(fd)
+
+    def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Create or replace a regular file (attachment records), atomically."""
+        if not self._change(Change("file", path, text)):
+            return
+        real = self.real(path)
+        tmp = "%s.tmp.%d" % (real, os.getpid())
+        try:
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, real)
+        except OSError as err:
+            raise SysfsError("write", path, err) from None
+
+    def unlink(self, path: str, missing_ok: bool = True) -> None:
+        if missing_ok and not self.exists(path):
+            return
+        if not self._change(Change("unlink", path)):
+            return
+        try:
+            os.unlink(self.real(path))
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+        except OSError as err:
+            raise SysfsError("remove", path, err) from None
+
+    def mkdir(self, path: str) -> None:
+        if self.isdir(path):
+            return
+        if not self._change(Change("mkdir", path)):
+            return
+        try:
+            os.mkdir(self.real(path))
+        except OSError as err:
+            raise SysfsError("create directory", path, err) from None
+
+    def rmdir(self, path: str) -> None:
+        if not self._change(Change("rmdir", path)):
+            return
+        try:
+            os.rmdir(self.real(path))
+        except OSError as err:
+            raise SysfsError("remove directory", path, err) from None
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create ``path`` pointing at the kernel path ``target`` (configfs links)."""
+        if not self._change(Change("symlink", path, target)):
+            return
+        try:
+            os.symlink(self.real(target), self.real(path))
+        except OSError as err:
+            raise SysfsError("link", path, err) from None

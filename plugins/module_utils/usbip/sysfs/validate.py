@@ -1,0 +1,79 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Validation of every name and number that could reach a kernel path.
+
+Busids arrive from the network (OP_REQ_IMPORT), the command line and Ansible
+parameters, and are joined into sysfs paths and written to driver files. They
+are checked here, before any sysfs access, so that ``../../x`` or a 32-byte
+name gets a clear error and touches nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InvalidArgument
+
+#: Busids fit the wire's 32-byte field with its terminating NUL.
+BUSID_MAX = 31
+
+# A USB device's busid: bus number, then the hub port chain ("3-1.4.2").
+# USB allows at most 7 tiers of hubs below the root, so at most 6 dots.
+_USB_BUSID = re.compile(r"[1-9][0-9]{0,2}-[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,6}")
+# A device-mode (usbip-vudc) instance name.
+_VUDC_BUSID = re.compile(r"usbip-vudc\.(0|[1-9][0-9]{0,3})")
+
+
+def _check_text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument("%s must be a string, got %r" % (what, value))
+    if not value:
+        raise InvalidArgument("%s must not be empty" % what)
+    if not value.isascii() or not value.isprintable():
+        raise InvalidArgument("invalid %s %r: only printable ASCII is allowed" % (what, value))
+    if len(value) > BUSID_MAX:
+        raise InvalidArgument("invalid %s %r: longer than %d characters" % (what, value, BUSID_MAX))
+    return value
+
+
+def usb_busid(value: object) -> str:
+    """A host-mode busid such as ``1-1`` or ``17-1.2``."""
+    text = _check_text(value, "busid")
+    if not _USB_BUSID.fullmatch(text):
+        raise InvalidArgument("invalid busid %r: expected <bus>-<port>[.<port>...], e.g. 1-1.2" % text)
+    return text
+
+
+def vudc_busid(value: object) -> str:
+    """A device-mode busid: the name of a usbip-vudc instance."""
+    text = _check_text(value, "busid")
+    if not _VUDC_BUSID.fullmatch(text):
+        raise InvalidArgument("invalid device-mode busid %r: expected usbip-vudc.<N>" % text)
+    return text
+
+
+def busid(value: object) -> str:
+    """Either kind of busid, for places that serve both modes."""
+    text = _check_text(value, "busid")
+    if not (_USB_BUSID.fullmatch(text) or _VUDC_BUSID.fullmatch(text)):
+        raise InvalidArgument("invalid busid %r: expected <bus>-<port>[.<port>...] or usbip-vudc.<N>" % text)
+    return text
+
+
+def integer(value: object, what: str, low: int, high: int) -> int:
+    """An integer in ``[low, high]``; digit strings are accepted, signs are not."""
+    if isinstance(value, bool):
+        raise InvalidArgument("invalid %s %r" % (what, value))
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise InvalidArgument("invalid %s %r: expected a decimal number" % (what, value))
+        value = int(value)
+    if not isinstance(value, int):
+        raise InvalidArgument("invalid %s %r" % (what, value))
+    if not low <= value <= high:
+        raise InvalidArgument("invalid %s %d: must be between %d and %d" % (what, value, low, high))
+    return value
+
+
+def tcp_port(value: object) -> int:
+    return integer(value, "TCP port", 1, 65535)
