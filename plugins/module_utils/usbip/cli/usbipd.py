@@ -1,0 +1,191 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``usbipd``: the USB/IP server daemon.
+
+Accepts the C daemon's command line (``-4 -6 -e -D -d -P -t``) and adds what
+operators keep asking it for: listen addresses, an allow-list of client
+networks, limits, and a YAML configuration file. It runs in the foreground by
+default, which is what systemd wants; ``-D`` daemonizes and logs to syslog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+from typing import List, Optional
+
+from .. import __version__
+from ..errors import UsbipError
+
+DEFAULT_PID_FILE = "/var/run/usbipd.pid"
+log = logging.getLogger("usbipd")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="usbipd", description="USB/IP server daemon (Python implementation, compatible with the C usbipd).")
+    p.add_argument("-4", "--ipv4", action="store_true", help="listen on IPv4 only (unless -6 is given too)")
+    p.add_argument("-6", "--ipv6", action="store_true", help="listen on IPv6 only (unless -4 is given too)")
+    p.add_argument("-e", "--device", action="store_true", help="device mode: export gadgets bound to usbip-vudc")
+    p.add_argument("-D", "--daemon", action="store_true", help="run in the background and log to syslog")
+    p.add_argument("-d", "--debug", action="store_true", help="log every request")
+    p.add_argument("-P", "--pid", nargs="?", const=DEFAULT_PID_FILE, metavar="FILE",
+                   help="write the process id to FILE (default %s)" % DEFAULT_PID_FILE)
+    p.add_argument("-t", "--tcp-port", type=str, metavar="PORT", help="TCP port to listen on (default 3240)")
+    p.add_argument("-l", "--listen", action="append", metavar="ADDRESS",
+                   help="listen on this address only (repeatable; default: every address)")
+    p.add_argument("-a", "--allow", action="append", metavar="CIDR",
+                   help="serve only clients from this network (repeatable; default: everyone)")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (command-line options override it)")
+    p.add_argument("--syslog", action="store_true", help="log to syslog even in the foreground")
+    p.add_argument("-v", "--version", action="version", version="usbipd (usbip.usbip %s, Python)" % __version__)
+    return p
+
+
+def load_config(path: str) -> dict:
+    """Read the YAML file the server role templates; unknown keys are errors."""
+    import yaml  # noqa: PLC0415 - only needed with --config
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise UsbipError("cannot read %s: %s" % (path, err.strerror)) from None
+    except yaml.YAMLError as err:
+        raise UsbipError("%s is not valid YAML: %s" % (path, err)) from None
+    if not isinstance(data, dict):
+        raise UsbipError("%s must hold a mapping" % path)
+    known = {"port", "listen", "allow", "device_mode", "read_timeout", "max_connections", "max_per_client"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsbipError("%s: unknown settings %s (known: %s)" % (path, ", ".join(unknown), ", ".join(sorted(known))))
+    return data
+
+
+def _options(args, config: dict):
+    from ..net.server import ServerOptions, parse_networks  # noqa: PLC0415
+    from ..sysfs import validate  # noqa: PLC0415
+
+    port = args.tcp_port if args.tcp_port is not None else config.get("port", 3240)
+    listen = args.listen if args.listen else config.get("listen") or []
+    allow = args.allow if args.allow else config.get("allow") or []
+    if not isinstance(listen, list) or not isinstance(allow, list):
+        raise UsbipError("listen and allow must be lists")
+    options = ServerOptions(
+        port=validate.tcp_port(port),
+        addresses=[str(a) for a in listen],
+        allow=parse_networks([str(a) for a in allow]),
+        read_timeout=float(config.get("read_timeout", 10.0)),
+        max_connections=validate.integer(config.get("max_connections", 512), "max_connections", 1, 65535),
+        max_per_client=validate.integer(config.get("max_per_client", 64), "max_per_client", 1, 65535),
+    )
+    if args.ipv4 != args.ipv6:  # one of them alone restricts, both or neither mean both
+        options.ipv4, options.ipv6 = args.ipv4, args.ipv6
+    return options
+
+
+def _setup_logging(debug: bool, syslog: bool) -> None:
+    handler: Optional[logging.Handler] = None
+    if syslog:
+        try:
+            handler = logging.handlers.SysLogHandler(address="/dev/log")
+            handler.setFormatter(logging.Formatter("usbipd[%(process)d]: %(message)s"))
+        except OSError:
+            handler = None  # no syslog on this host: stderr it is
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("usbipd: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+
+
+def _daemonize() -> None:
+    """Classic double fork: no controlling terminal, not a process-group leader."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _write_pid(path: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write("%d\n" % os.getpid())
+    except OSError as err:
+        raise UsbipError("cannot write pid file %s: %s" % (path, err.strerror)) from None
+
+
+def serve(args, options, device_mode: bool) -> None:
+    import asyncio  # noqa: PLC0415 - keep `usbipd --help` instant
+
+    from ..net.catalog import Catalog, DeviceBackend, HostBackend  # noqa: PLC0415
+    from ..net.server import UsbipServer  # noqa: PLC0415
+    from ..sysfs.fs import Sysfs  # noqa: PLC0415
+
+    sysfs = Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/"))
+    backend = DeviceBackend(sysfs) if device_mode else HostBackend(sysfs)
+    try:
+        backend.check_loaded()
+    except UsbipError as err:
+        raise UsbipError("%s; please load %s" % (err, "usbip-vudc" if device_mode else "usbip-core and usbip-host"),
+                         hint=err.hint) from None
+
+    server = UsbipServer(Catalog(backend), options)
+    server.bind()
+    if args.daemon:
+        _daemonize()
+    if args.pid:
+        _write_pid(args.pid)
+
+    async def run() -> None:
+        await server.start()
+        log.info("serving %s-mode devices", backend.mode)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        serving = asyncio.ensure_future(server.serve_forever())
+        await stop.wait()
+        log.info("shutting down")
+        server.close()
+        serving.cancel()
+
+    try:
+        asyncio.run(run())
+    finally:
+        if args.pid:
+            try:
+                os.unlink(args.pid)
+            except OSError:
+                pass
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.debug, args.syslog or args.daemon)
+    try:
+        config = load_config(args.config) if args.config else {}
+        options = _options(args, config)
+        device_mode = args.device or bool(config.get("device_mode", False))
+        serve(args, options, device_mode)
+    except UsbipError as err:
+        print("usbipd: error: %s" % err, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

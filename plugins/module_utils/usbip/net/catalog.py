@@ -1,0 +1,120 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a server offers: the exportable devices, kept current between requests.
+
+The C daemon rescans sysfs for every request. Here the device records are
+built once and rebuilt only after a kernel uevent said the USB or UDC world
+changed; a request then costs one ``usbip_status`` read per offered device,
+because a device going in and out of use raises no uevent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional
+
+from ..device import DeviceStatus, UsbDevice
+from ..errors import InvalidArgument, UsbipError
+from ..protocol import Status
+from ..sysfs.errors import DeviceBusy, DeviceError, DeviceNotFound, NotExportable
+from ..sysfs.fs import Sysfs
+from ..sysfs.host import HostDriver
+from ..sysfs.vudc import VudcDriver
+
+log = logging.getLogger("usbipd")
+
+
+class HostBackend:
+    """Host mode: devices bound to usbip-host."""
+
+    mode = "host"
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self.driver = HostDriver(sysfs)
+
+    def check_loaded(self) -> None:
+        self.driver.check_loaded()
+
+    def scan(self) -> List[UsbDevice]:
+        return [bound.local.device for bound in self.driver.bound()]
+
+    def status(self, busid: str) -> Optional[DeviceStatus]:
+        return self.driver.status(busid)
+
+    def export(self, busid: str, sockfd: int) -> None:
+        self.driver.export(busid, sockfd)
+
+
+class DeviceBackend:
+    """Device mode: gadgets bound to usbip-vudc instances."""
+
+    mode = "device"
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self.driver = VudcDriver(sysfs)
+
+    def check_loaded(self) -> None:
+        self.driver.check_loaded()
+
+    def scan(self) -> List[UsbDevice]:
+        return self.driver.exportable()
+
+    def status(self, busid: str) -> Optional[DeviceStatus]:
+        return self.driver.status(busid)
+
+    def export(self, busid: str, sockfd: int) -> None:
+        self.driver.export(busid, sockfd)
+
+
+class Catalog:
+    """The devices a server offers, rebuilt only when told the world changed."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self._devices: Optional[Dict[str, UsbDevice]] = None
+        self.rescans = 0
+
+    def invalidate(self) -> None:
+        """Called on a relevant uevent (or by a caller that cannot watch them)."""
+        self._devices = None
+
+    def _all(self) -> Dict[str, UsbDevice]:
+        if self._devices is None:
+            self._devices = {d.busid: d for d in self.backend.scan()}
+            self.rescans += 1
+            log.debug("device list rebuilt: %s", ", ".join(self._devices) or "(empty)")
+        return self._devices
+
+    def available(self) -> List[UsbDevice]:
+        """What DEVLIST shows: offered devices not in use, as the C daemon answers."""
+        found = []
+        for busid, device in self._all().items():
+            try:
+                if self.backend.status(busid) is DeviceStatus.AVAILABLE:
+                    found.append(device)
+            except UsbipError:
+                self.invalidate()  # gone since the last rebuild
+        return found
+
+    def export(self, busid: str, sockfd: int) -> UsbDevice:
+        """Hand ``sockfd`` to the kernel for ``busid``; errors say which ST_* to answer."""
+        device = self._all().get(busid)
+        if device is None:
+            # Possibly bound since the last uevent we saw: look once more.
+            self.invalidate()
+            device = self._all().get(busid)
+        if device is None:
+            raise DeviceNotFound("requested device not found: %s" % busid)
+        self.backend.export(busid, sockfd)
+        return device
+
+
+def status_for(error: UsbipError) -> Status:
+    """The ST_* code the C daemon answers for an export failure."""
+    if isinstance(error, (DeviceNotFound, NotExportable, InvalidArgument)):
+        return Status.NODEV
+    if isinstance(error, DeviceBusy):
+        return Status.DEV_BUSY
+    if isinstance(error, DeviceError):
+        return Status.DEV_ERR
+    return Status.NA

@@ -1,0 +1,159 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The importing side: ask a server for its devices, import one, hand it to vhci.
+
+Blocking sockets on purpose: a client does one exchange and hands the socket
+to the kernel, so an event loop would only add start-up time to every
+``usbip attach`` and every Ansible module run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from typing import List, Optional, Tuple
+
+from ..device import UsbDevice
+from ..errors import UsbipError
+from ..protocol import NEED_DATA, DevlistReply, DevlistRequest, ImportReply, ImportRequest, ReplyReader, Status
+from ..sysfs import validate
+
+#: Keepalive timings handed to the kernel with the socket. An idle attachment
+#: whose peer vanished is probed after KEEPIDLE s, then every KEEPINTVL s, and
+#: dropped after KEEPCNT unanswered probes: 10 + 5 * 3 = 25 s. USER_TIMEOUT
+#: bounds unacknowledged data the same way while URBs are in flight. Either
+#: way vhci sees the connection close and frees the port well under a minute.
+KEEPIDLE = 10
+KEEPINTVL = 5
+KEEPCNT = 3
+USER_TIMEOUT_MS = 25000
+#: Bound on connecting and on waiting for a reply.
+DEFAULT_TIMEOUT = 10.0
+_IMPORT_REPLY_MAX = 8 + 312
+
+
+class ConnectError(UsbipError):
+    """The server could not be reached."""
+
+
+class ImportRefused(UsbipError):
+    """The server answered an import with a status other than ST_OK."""
+
+    def __init__(self, busid: str, status: Status) -> None:
+        self.status = status
+        super().__init__("Attach Request for %s failed - %s" % (busid, status.description))
+
+
+@dataclasses.dataclass(frozen=True)
+class Attached:
+    """Outcome of :func:`attach`: where the remote device now lives."""
+
+    port: int
+    device: UsbDevice
+    host: str
+    tcp_port: int
+    busid: str
+
+
+def connect(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
+    """Connect to the first address of ``host`` that answers (IPv4 or IPv6)."""
+    port = validate.tcp_port(port)
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise ConnectError("cannot resolve %s: %s" % (host, err)) from None
+    last: Optional[OSError] = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as err:
+            last = err
+            sock.close()
+    raise ConnectError("cannot connect to %s:%d: %s" % (host, port, last.strerror if last else "no address"))
+
+
+def _exchange(sock: socket.socket, request, limit: Optional[int] = None):
+    """Send one request and read exactly its reply.
+
+    ``limit`` caps what is read so that nothing past an import reply is taken
+    off the socket: those bytes belong to the kernel.
+    """
+    sock.sendall(request.encode())
+    reader = ReplyReader(request)
+    received = 0
+    while True:
+        reply = reader.next_message()
+        if reply is not NEED_DATA:
+            return reply
+        size = 65536 if limit is None else limit - received
+        try:
+            data = sock.recv(size)
+        except socket.timeout:
+            raise UsbipError("the server did not answer in time") from None
+        except OSError as err:
+            raise UsbipError("connection to the server failed: %s" % err.strerror) from None
+        if not data:
+            raise UsbipError("the server closed the connection before a complete reply")
+        received += len(data)
+        reader.feed(data)
+
+
+def list_devices(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> List[UsbDevice]:
+    """The server's exportable devices (OP_REQ_DEVLIST)."""
+    with connect(host, port, timeout) as sock:
+        reply = _exchange(sock, DevlistRequest())
+    assert isinstance(reply, DevlistReply)
+    if reply.status != Status.OK:
+        raise UsbipError("the server refused to list devices: %s" % reply.status.description)
+    return list(reply.devices)
+
+
+def tune(sock: socket.socket) -> None:
+    """Socket options the kernel inherits with the socket (see KEEPIDLE)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+
+
+def import_device(
+    host: str, port: int, busid: str, timeout: float = DEFAULT_TIMEOUT
+) -> Tuple[socket.socket, UsbDevice]:
+    """Import ``busid``; returns the socket, ready for vhci, and the device record."""
+    busid = validate.busid(busid)
+    sock = connect(host, port, timeout)
+    try:
+        tune(sock)
+        reply = _exchange(sock, ImportRequest(busid), limit=_IMPORT_REPLY_MAX)
+        assert isinstance(reply, ImportReply)
+        if reply.status != Status.OK:
+            raise ImportRefused(busid, reply.status)
+        assert reply.device is not None
+        if reply.device.busid != busid:
+            raise UsbipError("the server answered for %s instead of %s" % (reply.device.busid, busid))
+        sock.settimeout(None)
+        return sock, reply.device
+    except BaseException:
+        sock.close()
+        raise
+
+
+def attach(host: str, port: int, busid: str, vhci, timeout: float = DEFAULT_TIMEOUT) -> Attached:
+    """Import ``busid`` from ``host`` and attach it to a free vhci port.
+
+    ``vhci`` (a :class:`~usbip.sysfs.vhci.Vhci`) is checked before connecting,
+    so a client without vhci-hcd does not take the device from the server.
+    """
+    busid = validate.busid(busid)
+    port = validate.tcp_port(port)
+    vhci.check_loaded()
+    sock, device = import_device(host, port, busid, timeout)
+    with sock:
+        # After attach the kernel holds its own reference; ours is closed.
+        vport = vhci.attach(sock.fileno(), device.devid, device.speed, record=(host, port, busid))
+    return Attached(port=vport, device=device, host=host, tcp_port=port, busid=busid)

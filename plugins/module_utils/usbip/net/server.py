@@ -1,0 +1,289 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The exporting side: an asyncio USB/IP server.
+
+One process serves every client (the C daemon forks per connection). A
+connection lives for one request: DEVLIST is answered and closed; a
+successful IMPORT hands the socket to the kernel, which serves URBs on it
+from then on. Nothing a client sends can stop the loop: malformed bytes, an
+unknown opcode, a client that stalls or hangs up mid-message each end that
+connection alone, with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import ipaddress
+import logging
+import socket
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import UsbipError
+from ..protocol import (
+    NEED_DATA,
+    DevlistReply,
+    DevlistRequest,
+    ImportReply,
+    ImportRequest,
+    ProtocolError,
+    RequestReader,
+    Status,
+)
+from ..sysfs import validate
+from . import client
+from .catalog import Catalog, status_for
+from .uevents import UeventWatcher
+
+log = logging.getLogger("usbipd")
+
+Network = ipaddress._BaseNetwork  # noqa: SLF001 - the common base of IPv4Network and IPv6Network
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """How the daemon listens and whom it serves.
+
+    ``addresses`` empty means every address, IPv4 and IPv6 on separate
+    sockets (as the C daemon). ``allow`` empty means every client.
+    """
+
+    port: int = 3240
+    addresses: Sequence[str] = ()
+    allow: Sequence[Network] = ()
+    read_timeout: float = 10.0
+    max_connections: int = 512
+    max_per_client: int = 64
+    ipv4: bool = True
+    ipv6: bool = True
+
+
+def parse_networks(values: Sequence[str]) -> Tuple[Network, ...]:
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as err:
+            raise UsbipError("invalid client network %r: %s" % (value, err)) from None
+    return tuple(networks)
+
+
+def _client_address(peer) -> Optional[ipaddress._BaseAddress]:  # noqa: SLF001
+    try:
+        address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class UsbipServer:
+    """Listens, accepts, and answers DEVLIST and IMPORT from a :class:`Catalog`."""
+
+    def __init__(self, catalog: Catalog, options: ServerOptions) -> None:
+        self.catalog = catalog
+        self.options = options
+        self.listening: List[socket.socket] = []
+        self.servers: list = []
+        self.connections: Dict[object, int] = {}
+        self.active = 0
+        self.watcher = UeventWatcher(catalog.invalidate)
+        self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0}
+
+    def bind(self) -> None:
+        """Open the listening sockets now, so that a daemon reports a taken port
+        or a wrong address before it detaches from its terminal."""
+        for family, host in self._bind_targets():
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind((host, self.options.port))
+            except OSError as err:
+                sock.close()
+                if not self.options.addresses and err.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                    log.warning("not listening on %s: %s", _show(host, family), err.strerror)
+                    continue
+                raise UsbipError("cannot listen on %s port %d: %s"
+                                 % (_show(host, family), self.options.port, err.strerror)) from None
+            sock.listen(128)
+            sock.setblocking(False)
+            self.listening.append(sock)
+        if not self.listening:
+            raise UsbipError("no address to listen on")
+
+    async def start(self) -> None:
+        """Serve on the sockets from :meth:`bind` (bound now if it was not called)."""
+        if not self.listening:
+            self.bind()
+        loop = asyncio.get_running_loop()
+        log.info("device list kept current by %s", self.watcher.start(loop))
+        for sock in self.listening:
+            server = await loop.create_server(lambda: _Connection(self), sock=sock)
+            self.servers.append(server)
+            name = sock.getsockname()
+            log.info("listening on %s port %d", _show(name[0], sock.family), name[1])
+
+    def _bind_targets(self):
+        if self.options.addresses:
+            for host in self.options.addresses:
+                try:
+                    address = ipaddress.ip_address(host)
+                except ValueError:
+                    raise UsbipError("invalid listen address %r (an IPv4 or IPv6 address)" % host) from None
+                yield (socket.AF_INET6 if address.version == 6 else socket.AF_INET), host
+            return
+        if self.options.ipv4:
+            yield socket.AF_INET, "0.0.0.0"
+        if self.options.ipv6 and socket.has_ipv6:
+            yield socket.AF_INET6, "::"
+
+    @property
+    def sockets(self) -> list:
+        return [s for server in self.servers for s in server.sockets]
+
+    async def serve_forever(self) -> None:
+        await asyncio.gather(*(server.serve_forever() for server in self.servers))
+
+    def close(self) -> None:
+        self.watcher.stop(asyncio.get_running_loop())
+        for server in self.servers:
+            server.close()
+
+    # -- admission -------------------------------------------------------------
+    def admit(self, peer) -> Optional[str]:
+        """Why a new connection must be refused before reading it, or None."""
+        address = _client_address(peer)
+        if self.options.allow and (address is None or not any(address in net for net in self.options.allow)):
+            return "not in the allowed client networks"
+        if self.active >= self.options.max_connections:
+            return "too many connections (%d)" % self.options.max_connections
+        if self.connections.get(address, 0) >= self.options.max_per_client:
+            return "too many connections from this client (%d)" % self.options.max_per_client
+        return None
+
+    # -- requests --------------------------------------------------------------
+    def devlist(self) -> bytes:
+        self.stats["devlist"] += 1
+        if not self.watcher.watching:
+            self.catalog.invalidate()
+        return DevlistReply(tuple(self.catalog.available())).encode()
+
+    def import_device(self, request: ImportRequest, sock: socket.socket, peer: str) -> Tuple[bytes, bool]:
+        """Export the requested device on ``sock``; returns the reply and whether it succeeded."""
+        self.stats["import"] += 1
+        if not self.watcher.watching:
+            self.catalog.invalidate()
+        try:
+            busid = validate.busid(request.busid)
+            client.tune(sock)
+            sock.setblocking(True)  # the kernel's socket, as the C daemon hands it over
+            device = self.catalog.export(busid, sock.fileno())
+        except UsbipError as err:
+            status = status_for(err)
+            log.info("import of %r for %s refused: %s (%s)", request.busid, peer, err, status.description)
+            return ImportReply(status).encode(), False
+        self.stats["exported"] += 1
+        log.info("exported %s to %s", busid, peer)
+        return ImportReply(Status.OK, device).encode(), True
+
+
+def _show(host: str, family) -> str:
+    if host in ("", "0.0.0.0"):
+        return "0.0.0.0 (all IPv4)"
+    if host == "::":
+        return ":: (all IPv6)"
+    return "[%s]" % host if family == socket.AF_INET6 else host
+
+
+class _Connection(asyncio.Protocol):
+    """One client, one request."""
+
+    def __init__(self, server: UsbipServer) -> None:
+        self.server = server
+        self.reader = RequestReader()
+        self.transport: Optional[asyncio.Transport] = None
+        self.peer = "?"
+        self.address = None
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.counted = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
+        reason = self.server.admit(peer)
+        if reason:
+            self.server.stats["refused"] += 1
+            log.warning("connection from %s refused: %s", self.peer, reason)
+            transport.abort()
+            return
+        self.server.stats["accepted"] += 1
+        self.address = _client_address(peer)
+        self.server.active += 1
+        self.server.connections[self.address] = self.server.connections.get(self.address, 0) + 1
+        self.counted = True
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.server.options.read_timeout, self._timed_out)
+
+    def connection_lost(self, exc) -> None:
+        if self.timer:
+            self.timer.cancel()
+        if self.counted:
+            self.counted = False
+            self.server.active -= 1
+            left = self.server.connections.get(self.address, 1) - 1
+            if left:
+                self.server.connections[self.address] = left
+            else:
+                self.server.connections.pop(self.address, None)
+
+    def _timed_out(self) -> None:
+        log.info("%s sent no complete request in %.0f s: closed", self.peer, self.server.options.read_timeout)
+        self.server.stats["bad"] += 1
+        self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        try:
+            request = self.reader.next_message()
+        except ProtocolError as err:
+            self.server.stats["bad"] += 1
+            log.info("bad request from %s: %s: closed", self.peer, err)
+            self.transport.abort()
+            return
+        if request is NEED_DATA:
+            return
+        self.timer.cancel()
+        if self.reader.trailing_data:
+            # A client may only speak after our reply; bytes past the request
+            # would otherwise reach the kernel as URBs.
+            self.server.stats["bad"] += 1
+            log.info("%s sent %d bytes past its request: closed", self.peer, len(self.reader.trailing_data))
+            self.transport.abort()
+            return
+        try:
+            if isinstance(request, DevlistRequest):
+                self.transport.write(self.server.devlist())
+                self.transport.close()
+            elif isinstance(request, ImportRequest):
+                self._import(request)
+        except Exception:  # the loop must outlive any one request
+            log.exception("internal error serving %s", self.peer)
+            self.transport.abort()
+
+    def _import(self, request: ImportRequest) -> None:
+        self.transport.pause_reading()  # from here on the bytes are the kernel's
+        sock = self.transport.get_extra_info("socket")
+        raw = socket.socket(fileno=sock.fileno())
+        try:
+            reply, exported = self.server.import_device(request, raw, self.peer)
+            raw.sendall(reply)
+        except OSError as err:
+            log.info("%s: reply not sent: %s", self.peer, err)
+        finally:
+            raw.detach()  # the transport owns the descriptor and closes it
+        self.transport.abort()
