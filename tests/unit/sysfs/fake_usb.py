@@ -1,0 +1,446 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fake sysfs trees for the server-side drivers (usb, usbip-host, usbip-vudc).
+
+The tree is laid out as the 6.1 kernel shows it (device directories under
+``/sys/devices``, symlinks from ``/sys/bus/usb/devices`` and from each
+driver's directory, attribute text with the kernel's formats and trailing
+newlines); ``test_sysfs_capture.py`` checks it against the real-kernel
+captures in ``data/``. Files cannot react to writes, so tests assert on the
+journal and call the ``kernel_*`` helpers to play the kernel's part, and
+:class:`FakeSysfs` injects the errnos a regular file cannot give (ENODEV from
+``dev_desc``, EBUSY from ``usbip_sockfd``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from usbip.sysfs.fs import Change, Sysfs, SysfsError
+
+DATA = Path(__file__).parent / "data"
+
+DEVICES = "/sys/bus/usb/devices"
+DRIVERS = "/sys/bus/usb/drivers"
+HOST = DRIVERS + "/usbip-host"
+VUDC_DRIVER = "/sys/bus/platform/drivers/usbip-vudc"
+
+DUMMY_HCD = "/sys/devices/platform/dummy_hcd.0"
+VHCI = "/sys/devices/platform/vhci_hcd.0"
+XHCI = "/sys/devices/pci0000:00/0000:00:14.0"
+
+#: The descriptor the lab's ``gvudc`` gadget (1d6b:0104) shows in ``dev_desc``.
+GVUDC_DESC = bytes.fromhex("12 01 00 02 00 00 00 40 6b 1d 04 01 01 06 01 02 03 01")
+
+#: Busids that must be refused before any sysfs access: path tricks, empty,
+#: 32 characters (one more than the wire's field holds), a newline, non-ASCII
+#: digits, and names of things that are not devices.
+BAD_BUSIDS = [
+    "../../x",
+    "17-1/../../..",
+    "",
+    "17-1" + ".9" * 14,
+    "1" * 32,
+    "17-1\n",
+    "\uff11\uff17-1",
+    "usb17",
+    "17-1:1.0",
+]
+
+#: (class, subclass, protocol, driver) of one interface.
+Interface = Tuple[int, int, int, Optional[str]]
+ACM = ((0x02, 0x02, 0x01, None), (0x0A, 0x00, 0x00, None))
+MASS_STORAGE = ((0x08, 0x06, 0x50, "usb-storage"),)
+
+
+class FakeSysfs(Sysfs):
+    """A :class:`Sysfs` that also fails like the kernel and records every path it touches."""
+
+    def __init__(self, root: Path, errors: Dict[str, int], dry_run: bool = False) -> None:
+        super().__init__(str(root), dry_run)
+        self.errors = errors
+        self.touched: List[str] = []
+
+    def _touch(self, action: str, path: str) -> None:
+        self.touched.append(path)
+        code = self.errors.get(path)
+        if code:
+            raise SysfsError(action, path, OSError(code, os.strerror(code)))
+
+    def read(self, path: str) -> str:
+        self._touch("read", path)
+        return super().read(path)
+
+    def read_bytes(self, path: str) -> bytes:
+        self._touch("read", path)
+        return super().read_bytes(path)
+
+    def write(self, path: str, value: str) -> None:
+        if path in self.errors and not self.dry_run:
+            self.journal.append(Change("write", path, value))
+            self._touch("write %r to" % value, path)
+        self.touched.append(path)
+        super().write(path, value)
+
+    def listdir(self, path: str) -> List[str]:
+        self.touched.append(path)
+        return super().listdir(path)
+
+    def exists(self, path: str) -> bool:
+        self.touched.append(path)
+        return super().exists(path)
+
+    def isdir(self, path: str) -> bool:
+        self.touched.append(path)
+        return super().isdir(path)
+
+    def resolve(self, path: str) -> str:
+        self.touched.append(path)
+        return super().resolve(path)
+
+    def link_name(self, path: str) -> Optional[str]:
+        self.touched.append(path)
+        return super().link_name(path)
+
+
+class FakeTree:
+    """Builds and changes a fake kernel tree below ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.errors: Dict[str, int] = {}
+
+    def sysfs(self, dry_run: bool = False) -> FakeSysfs:
+        return FakeSysfs(self.root, self.errors, dry_run)
+
+    # -- primitives (kernel paths) ---------------------------------------------
+    def host_path(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def dir(self, path: str) -> None:
+        self.host_path(path).mkdir(parents=True, exist_ok=True)
+
+    def file(self, path: str, content: Union[str, bytes] = "") -> None:
+        target = self.host_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content.encode("ascii") if isinstance(content, str) else content)
+
+    def attrs(self, path: str, **values: str) -> None:
+        """Attributes of one directory; each value gets the kernel's trailing newline."""
+        for name, value in values.items():
+            self.file("%s/%s" % (path, name), value + "\n")
+
+    def link(self, path: str, target: str) -> None:
+        """A symlink stored relative, as sysfs stores them."""
+        host = self.host_path(path)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        if host.is_symlink():
+            host.unlink()
+        host.symlink_to(os.path.relpath(target, os.path.dirname(path)))
+
+    def remove(self, path: str) -> None:
+        host = self.host_path(path)
+        if host.is_symlink() or host.is_file():
+            host.unlink()
+        elif host.is_dir():
+            shutil.rmtree(host)
+
+    def read(self, path: str) -> str:
+        return self.host_path(path).read_text()
+
+    # -- building blocks -------------------------------------------------------
+    def usb_driver(self, name: str, interfaces: bool = False, module: str = "usbcore") -> None:
+        base = "%s/%s" % (DRIVERS, name)
+        for attr in ("bind", "unbind", "uevent") + (("new_id", "remove_id") if interfaces else ()):
+            self.file("%s/%s" % (base, attr))
+        self.link(base + "/module", "/sys/module/" + module)
+
+    def bind_driver(self, path: str, driver: Optional[str]) -> None:
+        """The ``driver`` link of a device or interface, and the driver's link back."""
+        name = os.path.basename(path)
+        old = self.host_path(path + "/driver")
+        if old.is_symlink():
+            self.remove("%s/%s/%s" % (DRIVERS, os.path.basename(os.readlink(old)), name))
+            old.unlink()
+        if driver is not None:
+            self.link(path + "/driver", "%s/%s" % (DRIVERS, driver))
+            self.link("%s/%s/%s" % (DRIVERS, driver, name), path)
+
+    def usb_device(
+        self,
+        path: str,
+        *,
+        devnum: int,
+        devpath: str,
+        vendor: int,
+        product: int,
+        bcd: int = 0x0601,
+        device_class: Tuple[int, int, int] = (0, 0, 0),
+        speed: str = "480",
+        configuration: Optional[int] = 1,
+        interfaces: Sequence[Interface] = (),
+        driver: Optional[str] = "usb",
+        strings: Optional[Dict[str, str]] = None,
+        max_packet0: int = 64,
+        maxchild: int = 0,
+        version: str = " 2.00",
+    ) -> str:
+        """A USB device directory with its attributes, interfaces and links; returns the busid."""
+        name = os.path.basename(path)
+        busnum = int(name[3:]) if name.startswith("usb") else int(name.split("-")[0])
+        self.attrs(
+            path,
+            bDeviceClass="%02x" % device_class[0],
+            bDeviceSubClass="%02x" % device_class[1],
+            bDeviceProtocol="%02x" % device_class[2],
+            bMaxPacketSize0="%d" % max_packet0,
+            bNumConfigurations="1",
+            bcdDevice="%04x" % bcd,
+            busnum="%d" % busnum,
+            devnum="%d" % devnum,
+            devpath=devpath,
+            idProduct="%04x" % product,
+            idVendor="%04x" % vendor,
+            maxchild="%d" % maxchild,
+            speed=speed,
+            version=version,
+            **(strings or {}),
+        )
+        self.link("%s/%s" % (DEVICES, name), path)
+        self.bind_driver(path, driver)
+        self.configure(path, configuration, interfaces)
+        return name
+
+    def configure(self, path: str, configuration: Optional[int], interfaces: Sequence[Interface] = ()) -> None:
+        """Set (or, with None, clear) the active configuration and its interfaces."""
+        name = os.path.basename(path)
+        prefix = ("%s-0" % name[3:] if name.startswith("usb") else name) + ":"
+        for entry in list(self.host_path(path).iterdir()):
+            if entry.name.startswith(prefix):
+                self.bind_driver("%s/%s" % (path, entry.name), None)
+                self.remove("%s/%s" % (DEVICES, entry.name))
+                shutil.rmtree(entry)
+        if configuration is None:
+            self.file(path + "/bConfigurationValue")
+            self.file(path + "/bNumInterfaces")
+            return
+        self.attrs(path, bConfigurationValue="%d" % configuration, bNumInterfaces="%2d" % len(interfaces))
+        for number, (cls, sub, proto, driver) in enumerate(interfaces):
+            ifname = "%s%d.%d" % (prefix, configuration, number)
+            ifpath = "%s/%s" % (path, ifname)
+            self.attrs(
+                ifpath,
+                bAlternateSetting=" 0",
+                bInterfaceClass="%02x" % cls,
+                bInterfaceNumber="%02x" % number,
+                bInterfaceProtocol="%02x" % proto,
+                bInterfaceSubClass="%02x" % sub,
+            )
+            self.link("%s/%s" % (DEVICES, ifname), ifpath)
+            self.bind_driver(ifpath, driver)
+
+    def root_hub(self, hcd: str, busnum: int, name: str, superspeed: bool = False, maxchild: int = 1) -> str:
+        """The root hub ``usbN`` of a host controller; returns its path."""
+        path = "%s/usb%d" % (hcd, busnum)
+        self.usb_device(
+            path,
+            devnum=1,
+            devpath="0",
+            vendor=0x1D6B,
+            product=0x0003 if superspeed else 0x0002,
+            device_class=(0x09, 0x00, 0x03 if superspeed else 0x01),
+            speed="5000" if superspeed else "480",
+            interfaces=((0x09, 0x00, 0x00, "hub"),),
+            strings={
+                "manufacturer": "Linux 6.1.0-56-amd64 " + name,
+                "product": _HCD_PRODUCT[name],
+                "serial": os.path.basename(hcd),
+            },
+            max_packet0=9 if superspeed else 64,
+            maxchild=maxchild,
+            version=" 3.00" if superspeed else " 2.00",
+        )
+        return path
+
+    def usbip_host(self) -> None:
+        self.usb_driver("usbip-host", module="usbip_host")
+        self.file(HOST + "/rebind")
+        self.file(HOST + "/match_busid", "\n")
+
+    def vudc(self, index: int, descriptor: Optional[bytes], function: str = "", speed: str = "UNKNOWN") -> str:
+        """A usbip-vudc instance; without a descriptor no gadget is bound (ENODEV)."""
+        name = "usbip-vudc.%d" % index
+        path = "/sys/devices/platform/" + name
+        self.file(path + "/usbip_sockfd")
+        self.attrs(path, usbip_status="1", modalias="platform:usbip-vudc")
+        self.file(path + "/dev_desc", descriptor or b"")
+        if descriptor is None:
+            self.errors[path + "/dev_desc"] = 19  # ENODEV
+        self.link(path + "/driver", VUDC_DRIVER)
+        self.link("%s/%s" % (VUDC_DRIVER, name), path)
+        self.udc(path, name, function, speed)
+        return name
+
+    def udc(self, platform_path: str, name: str, function: str, speed: str) -> None:
+        udc = "%s/udc/%s" % (platform_path, name)
+        self.file(udc + "/function", function + "\n" if function else "")
+        self.attrs(udc, current_speed=speed, maximum_speed="high-speed", state="not attached")
+        self.link("/sys/class/udc/" + name, udc)
+
+    # -- the kernel's reactions to writes ----------------------------------------
+    def kernel_host_bind(self, busid: str) -> None:
+        """What usbip-host's bind does: the generic driver's release unconfigures the device."""
+        path = self.resolve(busid)
+        self.configure(path, None)
+        self.bind_driver(path, "usbip-host")
+        self.file(path + "/usbip_sockfd")
+        self.attrs(path, usbip_status="1", usbip_debug="0")
+        self.file(HOST + "/match_busid", "%s \n" % busid)
+
+    def kernel_host_attach(self, busid: str, interfaces: Sequence[Interface]) -> None:
+        """A client attached: it chose configuration 1 and the stub reports USED."""
+        path = self.resolve(busid)
+        self.configure(path, 1, [(c, s, p, None) for c, s, p, _ in interfaces])
+        self.attrs(path, usbip_status="2")
+
+    def kernel_host_unbind(self, busid: str, driver: str = "usb", interfaces: Sequence[Interface] = ()) -> None:
+        path = self.resolve(busid)
+        for attr in ("usbip_status", "usbip_debug", "usbip_sockfd"):
+            self.remove("%s/%s" % (path, attr))
+        self.bind_driver(path, driver)
+        self.configure(path, 1, interfaces)
+        self.file(HOST + "/match_busid", "\n")
+
+    def resolve(self, busid: str) -> str:
+        """Kernel path of a device directory, from its bus link."""
+        host = os.path.realpath(self.host_path("%s/%s" % (DEVICES, busid)))
+        return "/" + os.path.relpath(host, os.path.realpath(self.root))
+
+
+_HCD_PRODUCT = {
+    "dummy_hcd": "Dummy host controller",
+    "vhci_hcd": "USB/IP Virtual Host Controller",
+    "xhci-hcd": "xHCI Host Controller",
+}
+
+
+def standard_tree(root: Path) -> FakeTree:
+    """The lab machine after ``capture-job.sh`` set up its gadgets, plus a PCI bus.
+
+    * bus 17 (dummy_hcd): ``17-1``, the ``gdummy`` ACM gadget (1209:0001), bound to ``usb``;
+    * bus 1 (vhci_hcd.0): ``1-1`` and ``1-2``, devices imported from a server;
+    * bus 18 (an xHCI on PCI, not in the lab): the hub ``18-1``, a flash drive
+      ``18-1.4`` behind it and an unconfigured receiver ``18-2`` without driver;
+    * ``usbip-vudc.0`` with the ``gvudc`` mass-storage gadget, ``usbip-vudc.1`` empty.
+    """
+    t = FakeTree(root)
+    t.usb_driver("hub", interfaces=True)
+    t.usb_driver("usb")
+    t.usb_driver("usbfs", interfaces=True)
+    t.usb_driver("usb-storage", interfaces=True, module="usb_storage")
+    t.usbip_host()
+
+    t.root_hub(DUMMY_HCD, 17, "dummy_hcd")
+    t.usb_device(
+        DUMMY_HCD + "/usb17/17-1",
+        devnum=2,
+        devpath="1",
+        vendor=0x1209,
+        product=0x0001,
+        interfaces=ACM,
+        strings={"manufacturer": "vmlab", "product": "gadget-gdummy", "serial": "SER-gdummy"},
+    )
+
+    t.root_hub(VHCI, 1, "vhci_hcd", maxchild=15)
+    t.root_hub(VHCI, 2, "vhci_hcd", superspeed=True, maxchild=15)
+    t.usb_device(
+        VHCI + "/usb1/1-1",
+        devnum=2,
+        devpath="1",
+        vendor=0x1209,
+        product=0x0001,
+        interfaces=ACM,
+        strings={"manufacturer": "vmlab", "product": "gadget-gdummy", "serial": "SER-gdummy"},
+    )
+    t.usb_device(
+        VHCI + "/usb1/1-2",
+        devnum=3,
+        devpath="2",
+        vendor=0x1D6B,
+        product=0x0104,
+        interfaces=MASS_STORAGE,
+        strings={"manufacturer": "vmlab", "product": "gadget-gvudc", "serial": "SER-gvudc"},
+    )
+
+    t.root_hub(XHCI, 18, "xhci-hcd", maxchild=4)
+    t.usb_device(
+        XHCI + "/usb18/18-1",
+        devnum=2,
+        devpath="1",
+        vendor=0x05E3,
+        product=0x0608,
+        bcd=0x6060,
+        device_class=(0x09, 0x00, 0x01),
+        interfaces=((0x09, 0x00, 0x00, "hub"),),
+        maxchild=4,
+        strings={"product": "USB2.0 Hub"},
+    )
+    t.usb_device(
+        XHCI + "/usb18/18-1/18-1.4",
+        devnum=3,
+        devpath="1.4",
+        vendor=0x0781,
+        product=0x5567,
+        bcd=0x0100,
+        interfaces=MASS_STORAGE,
+        strings={"manufacturer": " SanDisk", "product": " Cruzer Blade", "serial": "4C530001230905113465"},
+    )
+    t.usb_device(
+        XHCI + "/usb18/18-2",
+        devnum=4,
+        devpath="2",
+        vendor=0x046D,
+        product=0xC52B,
+        bcd=0x1211,
+        speed="12",
+        configuration=None,
+        driver=None,
+        strings={"manufacturer": "Logitech", "product": "USB Receiver"},
+    )
+
+    for attr in ("bind", "unbind", "uevent"):
+        t.file("%s/%s" % (VUDC_DRIVER, attr))
+    t.link(VUDC_DRIVER + "/module", "/sys/module/usbip_vudc")
+    t.vudc(0, GVUDC_DESC, function="gvudc", speed="high-speed")
+    t.vudc(1, None)
+    t.udc("/sys/devices/platform/dummy_udc.0", "dummy_udc.0", "gdummy", "high-speed")
+    return t
+
+
+def load_capture(name: str) -> Dict[str, dict]:
+    with open(DATA / name) as f:
+        return json.load(f)
+
+
+def capture_tree(name: str, root: Path) -> FakeTree:
+    """Materialise a real-kernel capture; attributes that failed to read fail the same way.
+
+    EACCES (write-only attributes) is not replayed: root may write them.
+    """
+    t = FakeTree(root)
+    for path, entry in sorted(load_capture(name).items()):
+        if entry["type"] == "dir":
+            t.dir(path)
+        elif entry["type"] == "link":
+            t.link(path, os.path.normpath(os.path.join(os.path.dirname(path), entry["target"])))
+        elif "hex" in entry:
+            t.file(path, bytes.fromhex(entry["hex"]))
+        else:
+            t.file(path, entry.get("text", ""))
+            if entry.get("errno", 13) != 13:
+                t.errors[path] = entry["errno"]
+    return t
