@@ -21,17 +21,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timeout", type=float, default=float(os.environ.get("LAB_TIMEOUT", 900)), help="hard bound on the guest's life, seconds")
+    parser = argparse.ArgumentParser(
+        prog="python3 -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("LAB_TIMEOUT", "900")),
+                        help="hard bound on the guest's life, seconds")
     parser.add_argument("--mem", default=os.environ.get("LAB_MEM", "1024M"))
-    parser.add_argument("--cpus", type=int, default=int(os.environ.get("LAB_CPUS", 2)))
+    parser.add_argument("--cpus", type=int, default=int(os.environ.get("LAB_CPUS", "2")))
     parser.add_argument("--results", default=os.path.join(REPO, "build", "lab"), help="where pytest results are copied")
-    sub = parser.add_subparsers(dest="verb", required=True)
-    run = sub.add_parser("run", help="run a shell command in a fresh guest")
-    run.add_argument("command", nargs=argparse.REMAINDER)
-    pyt = sub.add_parser("pytest", help="run pytest (this checkout's venv) in a fresh guest")
-    pyt.add_argument("args", nargs=argparse.REMAINDER)
-    opts = parser.parse_args(argv)
+    parser.add_argument("verb", choices=("run", "pytest"), help="run: a shell command; pytest: pytest of this checkout")
+    argv = sys.argv[1:] if argv is None else argv
+    # Everything after the verb belongs to the guest command or to pytest.
+    split = next((i for i, word in enumerate(argv) if word in ("run", "pytest")), len(argv))
+    opts = parser.parse_args(argv[: split + 1])
+    rest = argv[split + 1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
 
     problem = qemu.preflight()
     if problem:
@@ -39,18 +43,16 @@ def main(argv=None) -> int:
         return 2
 
     if opts.verb == "run":
-        words = [w for w in opts.command if w != "--"] if opts.command[:1] == ["--"] else opts.command
-        if not words:
+        if not rest:
             parser.error("run needs a command")
-        command = " ".join(words) if len(words) > 1 else words[0]
+        command = " ".join(rest)
         return qemu.run(command, timeout=opts.timeout, mem=opts.mem, cpus=opts.cpus, workdir=REPO).rc
 
     python = os.path.join(REPO, ".venv", "bin", "python")
     if not os.path.exists(python):
         python = sys.executable
-    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
     command = "%s -m pytest -p no:cacheprovider --junitxml=/tmp/xfer/junit.xml %s" % (
-        shlex.quote(python), " ".join(shlex.quote(a) for a in args))
+        shlex.quote(python), " ".join(shlex.quote(a) for a in rest))
     result = qemu.run(command, timeout=opts.timeout, mem=opts.mem, cpus=opts.cpus, workdir=REPO)
     junit = os.path.join(result.xfer, "junit.xml")
     if os.path.exists(junit):

@@ -17,7 +17,8 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: Modules needed before the host root is mounted, with their dependencies.
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
-BUSYBOX_APPLETS = ("sh", "mount", "mkdir", "insmod", "cat", "echo", "printf", "cut", "dd", "poweroff", "chroot", "chmod", "sync")
+BUSYBOX_APPLETS = ("sh", "mount", "mkdir", "insmod", "cat", "echo", "printf", "cut", "dd", "poweroff", "chroot",
+                   "chmod", "sync")
 
 
 def kernel_release() -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from ..errors import UsbipError
 
@@ -136,24 +136,28 @@ class Sysfs:
         self.journal.append(change)
         return not self.dry_run
 
-    def write(self, path: str, value: str) -> None:
+    def write(self, path: str, value: Union[str, bytes]) -> None:
         """Write an attribute exactly: no trailing newline is added.
 
         The usbip-host ``match_busid`` table keeps a newline as part of the
-        busid, after which a bind fails, so callers never send one.
+        busid, after which a bind fails, so callers never send one. Binary
+        attributes (a HID ``report_desc``) are given as bytes and journaled
+        as hex.
         """
-        if not self._change(Change("write", path, value)):
+        data = value if isinstance(value, bytes) else value.encode("ascii")
+        shown = value.hex() if isinstance(value, bytes) else value
+        if not self._change(Change("write", path, shown)):
             return
         try:
             fd = os.open(self.real(path), os.O_WRONLY)
         except OSError as err:
             raise SysfsError("open", path, err) from None
         try:
-            os.write(fd, value.encode("ascii"))
+            os.write(fd, data)
         except OSError as err:
-            raise SysfsError("write %r to" % value, path, err) from None
+            raise SysfsError("write %r to" % shown, path, err) from None
         finally:
-            os.close(fd)
+            os.close(fd)  # configfs commits a binary attribute on close
 
     def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
         """Create or replace a regular file (attachment records), atomically."""
