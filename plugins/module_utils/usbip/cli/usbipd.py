@@ -10,9 +10,7 @@ default, which is what systemd wants; ``-D`` daemonizes and logs to syslog.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -20,13 +18,14 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import UsbipError
+from .common import EXIT_INTERRUPTED, EXIT_OK, Parser, ParserExit, Reporter, UsageError, setup_logging
 
 DEFAULT_PID_FILE = "/var/run/usbipd.pid"
 log = logging.getLogger("usbipd")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _parser() -> Parser:
+    p = Parser(
         prog="usbipd", description="USB/IP server daemon (Python implementation, compatible with the C usbipd).")
     p.add_argument("-4", "--ipv4", action="store_true", help="listen on IPv4 only (unless -6 is given too)")
     p.add_argument("-6", "--ipv6", action="store_true", help="listen on IPv6 only (unless -4 is given too)")
@@ -88,22 +87,6 @@ def _options(args, config: dict):
     return options
 
 
-def _setup_logging(debug: bool, syslog: bool) -> None:
-    handler: Optional[logging.Handler] = None
-    if syslog:
-        try:
-            handler = logging.handlers.SysLogHandler(address="/dev/log")
-            handler.setFormatter(logging.Formatter("usbipd[%(process)d]: %(message)s"))
-        except OSError:
-            handler = None  # no syslog on this host: stderr it is
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("usbipd: %(levelname)s: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if debug else logging.INFO)
-    log.propagate = False
-
-
 def _daemonize() -> None:
     """Classic double fork: no controlling terminal, not a process-group leader."""
     if os.fork() > 0:
@@ -138,8 +121,8 @@ def serve(args, options, device_mode: bool) -> None:
     try:
         backend.check_loaded()
     except UsbipError as err:
-        raise UsbipError("%s; please load %s" % (err, "usbip-vudc" if device_mode else "usbip-core and usbip-host"),
-                         hint=err.hint) from None
+        modules = "usbip-vudc" if device_mode else "usbip-core and usbip-host"
+        raise UsbipError("%s; please load %s" % (err.args[0], modules), hint=err.hint) from None
 
     server = UsbipServer(Catalog(backend), options)
     server.bind()
@@ -172,19 +155,24 @@ def serve(args, options, device_mode: bool) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    _setup_logging(args.debug, args.syslog or args.daemon)
+    reporter = Reporter("usbipd")
+    try:
+        args = _parser().parse_args(argv)
+    except ParserExit as done:
+        return done.status
+    except UsageError as err:
+        return reporter.failure(err)
+    setup_logging("usbipd", "usbipd", args.debug, args.syslog or args.daemon)
     try:
         config = load_config(args.config) if args.config else {}
         options = _options(args, config)
         device_mode = args.device or bool(config.get("device_mode", False))
         serve(args, options, device_mode)
     except UsbipError as err:
-        print("usbipd: error: %s" % err, file=sys.stderr)
-        return 1
+        return reporter.failure(err)
     except KeyboardInterrupt:
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

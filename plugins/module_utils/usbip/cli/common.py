@@ -1,0 +1,178 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every command line of the package shares: argument errors, messages, exit codes.
+
+The C tools report on stderr as ``<prog>: <level>: <message>`` and scripts
+grep for those lines, so every front end keeps that shape. A failure the
+package raises on purpose is one such line and an exit status, never a
+traceback. Nothing here imports :mod:`logging`: a short-lived command such as
+``usbip attach`` is benchmarked against the C tool, and its few messages do
+not need the machinery; :func:`setup_logging` serves long-running programs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, NoReturn, Optional
+
+from ..errors import InvalidArgument, UsbipError
+
+EXIT_OK = 0
+#: The request could not be carried out (device missing, server refused...).
+EXIT_FAILURE = 1
+#: The command line itself was wrong; nothing was touched.
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A malformed command line, found before anything was read or changed."""
+
+
+class ParserExit(Exception):
+    """argparse wanted to end the program (``--help``); main returns ``status`` instead."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting.
+
+    ``main(argv)`` is called by tests and by other Python code, so it must
+    return a status rather than call :func:`sys.exit`; and argument errors are
+    reported as one line, like every other error, instead of argparse's
+    usage block.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise ParserExit(status)
+
+
+def checked(validator: Any) -> Any:
+    """Wrap a ``sysfs.validate`` function as an argparse ``type``.
+
+    Options are then validated while the command line is parsed, before any
+    command code (and so any sysfs access) runs, and the error names the option.
+    """
+
+    def convert(value: str) -> Any:
+        try:
+            return validator(value)
+        except InvalidArgument as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = getattr(validator, "__name__", "value")
+    return convert
+
+
+def describe(err: BaseException) -> str:
+    """One line for an expected failure; the hint, if any, stays on it."""
+    if isinstance(err, UsbipError):
+        return str(err)
+    if isinstance(err, OSError):
+        reason = err.strerror or str(err)
+        return "%s: %s" % (err.filename, reason) if err.filename else reason
+    return str(err) or type(err).__name__
+
+
+class Reporter:
+    """Messages in the C tools' shape, to stderr and, with ``--log``, to syslog.
+
+    The stream is looked up on every message so that a replaced
+    ``sys.stderr`` (tests, a daemon's redirection) is honoured.
+    """
+
+    def __init__(self, prog: str, debug: bool = False, syslog: bool = False) -> None:
+        self.prog = prog
+        self.debug_enabled = debug
+        self._syslog = None
+        if syslog:
+            import syslog as _syslog  # noqa: PLC0415 - only with --log
+
+            _syslog.openlog(prog, _syslog.LOG_PID, _syslog.LOG_USER)
+            self._syslog = _syslog
+
+    def _emit(self, level: str, priority: str, message: str) -> None:
+        text = "%s: %s: %s" % (self.prog, level, message)
+        if self._syslog is not None:
+            self._syslog.syslog(getattr(self._syslog, priority), "%s: %s" % (level, message))
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed: there is nobody left to tell
+
+    def error(self, message: str) -> None:
+        self._emit("error", "LOG_ERR", message)
+
+    def info(self, message: str) -> None:
+        self._emit("info", "LOG_INFO", message)
+
+    def debug(self, message: str) -> None:
+        if self.debug_enabled:
+            self._emit("debug", "LOG_DEBUG", message)
+
+    def failure(self, err: BaseException) -> int:
+        """Report an expected failure; returns the exit status it deserves."""
+        self.error(describe(err))
+        return EXIT_USAGE if isinstance(err, (InvalidArgument, UsageError)) else EXIT_FAILURE
+
+
+def write_stdout(text: str) -> None:
+    """Write a command's output; a reader that went away (``| head``) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at nothing so that the interpreter's final flush is quiet too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+
+def setup_logging(logger_name: str, prog: str, debug: bool = False, syslog: bool = False) -> Any:
+    """Route a :mod:`logging` logger to stderr (or syslog) in the same shape as :class:`Reporter`.
+
+    For long-running programs whose library code logs through ``logging``;
+    returns the configured logger. Without a reachable syslog socket the
+    messages go to stderr rather than nowhere.
+    """
+    import logging  # noqa: PLC0415
+    import logging.handlers  # noqa: PLC0415
+
+    class Formatter(logging.Formatter):
+        """Levels in lower case (``error``, ``info``), as the C tools print them."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            record = logging.makeLogRecord(record.__dict__)
+            record.levelname = record.levelname.lower()
+            return super().format(record)
+
+    handler: Optional[logging.Handler] = None
+    if syslog:
+        try:
+            handler = logging.handlers.SysLogHandler(address="/dev/log")
+            handler.setFormatter(Formatter(prog + "[%(process)d]: %(levelname)s: %(message)s"))
+        except OSError:
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(Formatter(prog + ": %(levelname)s: %(message)s"))
+    log = logging.getLogger(logger_name)
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+    return log
+

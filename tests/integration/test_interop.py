@@ -1,0 +1,84 @@
+"""Interoperability with Debian's C tools, both ways, in both modes (issue: the stack).
+
+Each test is one cell of the matrix: one side's client against the other
+side's daemon, host mode (a dummy_hcd device bound to usbip-host) or device
+mode (a gadget on usbip-vudc). Every cell lists, attaches, reads the disk
+through USB/IP, checks that *both* tools' ``port`` show the attachment with
+host, port and busid, detaches and unbinds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from labkit import block_device_of, find_usb_device, ours, read_disk, sh, wait_for
+
+C = ("usbip",)
+OURS = ours("usbip")
+C_DAEMON = ("usbipd",)
+OUR_DAEMON = ours("usbipd")
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def port_table(tool) -> dict:
+    """Port -> (local busid, url) from a tool's human ``port`` output."""
+    out = sh(*tool, "port").stdout
+    found = {}
+    for m in re.finditer(r"Port (\d+): <Port in Use>[^\n]*\n[^\n]*\n\s+(\S+) -> (usbip://\S+)", out):
+        found[int(m.group(1))] = (m.group(2), m.group(3))
+    return found
+
+
+CELLS = [
+    pytest.param(OURS, C_DAEMON, "host", 3250, id="our-client-c-daemon-host"),
+    pytest.param(OURS, C_DAEMON, "device", 3251, id="our-client-c-daemon-device"),
+    pytest.param(C, OUR_DAEMON, "host", 3252, id="c-client-our-daemon-host"),
+    pytest.param(C, OUR_DAEMON, "device", 3253, id="c-client-our-daemon-device"),
+]
+
+
+@pytest.mark.parametrize("client, daemon, mode, tcp_port", CELLS)
+def test_interop(kernel, gadgets, backing_file, daemons, client, daemon, mode, tcp_port):
+    disk = backing_file(mode, seed=tcp_port)
+    # The exporting side's own tool binds (the C daemon with C bind, ours with ours).
+    binder = C if daemon == C_DAEMON else OURS
+    if mode == "host":
+        gadgets("ms" + mode, "dummy_udc.0", 0x1209, 0x0002, "IOP-%d" % tcp_port, "mass_storage", disk)
+        busid = find_usb_device(0x1209, 0x0002, serial="IOP-%d" % tcp_port)
+        original_driver = os.path.basename(os.readlink("/sys/bus/usb/devices/%s/driver" % busid))
+        sh(*binder, "bind", "-b", busid)
+        daemons(*daemon, port=tcp_port)
+    else:
+        gadgets("ms" + mode, "usbip-vudc.1", 0x1209, 0x0003, "IOP-%d" % tcp_port, "mass_storage", disk)
+        busid = "usbip-vudc.1"
+        daemons(*daemon, "--device", port=tcp_port)
+
+    listing = sh(*client, "--tcp-port", str(tcp_port), "list", "-r", "127.0.0.1").stdout
+    assert "%s:" % busid in listing, listing
+    sh(*client, "--tcp-port", str(tcp_port), "attach", "-r", "127.0.0.1", "-b", busid)
+    url = "usbip://127.0.0.1:%d/%s" % (tcp_port, busid)
+    ours_view = wait_for(lambda: port_table(OURS), 20, "our usbip port to show the attachment")
+    c_view = port_table(C)
+    assert [u for _, u in ours_view.values()] == [url]
+    assert c_view == ours_view, "both tools must agree on port, local busid and URL"
+    (port, (local_busid, _)), = ours_view.items()
+
+    dev = block_device_of(local_busid)
+    assert read_disk(dev, len(disk.data)) == disk.data
+
+    sh(*client, "detach", "-p", str(port))
+    wait_for(lambda: not port_table(C) and not port_table(OURS), 20, "the port to be free")
+    status = "/sys/devices/platform/usbip-vudc.1/usbip_status" if mode == "device" else \
+        "/sys/bus/usb/devices/%s/usbip_status" % busid
+    wait_for(lambda: read(status) == "1", 20, "the exported device to be available again")
+    if mode == "host":
+        sh(*binder, "unbind", "-b", busid)
+        wait_for(lambda: os.path.basename(os.readlink("/sys/bus/usb/devices/%s/driver" % busid)) == original_driver,
+                 20, "the original driver to be back")

@@ -1,0 +1,89 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers of the command-line tests: a small usb.ids, captured results, a fake usbipd.
+
+They live in a module of their own (not in ``conftest.py``) so that test
+modules can import them by a name no other test directory uses.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Callable, List
+
+#: Entries of the real usb.ids that the expected outputs name (tabs as in the file).
+USB_IDS = """\
+# a subset of http://www.linux-usb.org/usb.ids
+0781  SanDisk Corp.
+\t5567  Cruzer Blade
+1209  Generic
+\t0001  pid.codes Test PID
+1d6b  Linux Foundation
+\t0002  2.0 root hub
+\t0104  Multifunction Composite Gadget
+C 00  (Defined at Interface level)
+C 02  Communications
+\t02  Abstract (modem)
+\t\t01  AT-commands (v.25ter)
+C 08  Mass Storage
+\t06  SCSI
+\t\t50  Bulk-Only
+C 0a  CDC Data
+\t00  Unused
+"""
+
+
+class Result:
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        self.rc, self.out, self.err = rc, out, err
+
+    @property
+    def err_lines(self) -> List[str]:
+        return self.err.splitlines()
+
+
+def recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class FakeServer:
+    """A usbipd stand-in on 127.0.0.1 that runs ``handler(conn)`` for each connection."""
+
+    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.errors: List[BaseException] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(10)
+                try:
+                    self.handler(conn)
+                except BaseException as err:  # reported by the test through .errors
+                    self.errors.append(err)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
