@@ -28,8 +28,12 @@ def read(path: str) -> str:
 
 
 def port_table(tool) -> dict:
-    """Port -> (local busid, url) from a tool's human ``port`` output."""
-    out = sh(*tool, "port").stdout
+    """Port -> (local busid, url) from a tool's human ``port`` output.
+
+    The C tool fails now and then ("open vhci_driver") while a port is
+    changing; callers poll, so a failed run reads as an empty table.
+    """
+    out = sh(*tool, "port", check=False).stdout
     found = {}
     for m in re.finditer(r"Port (\d+): <Port in Use>[^\n]*\n[^\n]*\n\s+(\S+) -> (usbip://\S+)", out):
         found[int(m.group(1))] = (m.group(2), m.group(3))
@@ -65,9 +69,9 @@ def test_interop(kernel, gadgets, backing_file, daemons, client, daemon, mode, t
     sh(*client, "--tcp-port", str(tcp_port), "attach", "-r", "127.0.0.1", "-b", busid)
     url = "usbip://127.0.0.1:%d/%s" % (tcp_port, busid)
     ours_view = wait_for(lambda: port_table(OURS), 20, "our usbip port to show the attachment")
-    c_view = port_table(C)
     assert [u for _, u in ours_view.values()] == [url]
-    assert c_view == ours_view, "both tools must agree on port, local busid and URL"
+    # both tools must agree on port, local busid and URL
+    wait_for(lambda: port_table(C) == ours_view, 20, "the C usbip port to show %s" % ours_view)
     (port, (local_busid, _)), = ours_view.items()
 
     dev = block_device_of(local_busid)

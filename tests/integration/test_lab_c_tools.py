@@ -32,8 +32,12 @@ def kernel_state(busid: str) -> dict:
 
 
 def imported_ports() -> dict:
-    """Port -> (local busid, remote URL) parsed from the C ``usbip port``."""
-    out = sh("usbip", "port").stdout
+    """Port -> (local busid, remote URL) parsed from the C ``usbip port``.
+
+    The C tool fails now and then ("open vhci_driver") while a device is
+    still being attached; callers poll, so a failed run reads as no ports.
+    """
+    out = sh("usbip", "port", check=False).stdout
     ports = {}
     for m in re.finditer(r"Port (\d+): <Port in Use>.*?\n.*?\n\s+(\S+) -> (usbip://\S+)", out):
         ports[int(m.group(1))] = (m.group(2), m.group(3))
