@@ -16,9 +16,9 @@ import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: Modules needed before the host root is mounted, with their dependencies.
-BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
-BUSYBOX_APPLETS = ("sh", "mount", "mkdir", "insmod", "cat", "echo", "printf", "cut", "dd", "poweroff", "chroot",
-                   "chmod", "sync")
+BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_blk", "ext4", "virtio_net")
+BUSYBOX_APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "printf", "cut", "dd", "poweroff",
+                   "chroot", "chmod", "sync", "sed", "tr", "ln", "switch_root")
 
 
 def kernel_release() -> str:
