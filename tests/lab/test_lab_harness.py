@@ -24,7 +24,7 @@ def test_guest_status_and_output_reach_the_host(tmp_path):
 
 def test_guest_runs_this_checkout_as_root_on_a_read_only_host():
     out = io.StringIO()
-    command = "id -u; test -d plugins/module_utils/usbip && echo tree-visible; touch /work-probe 2>/dev/null || echo host-ro"
+    command = "id -u; test -d plugins/module_utils/usbip && echo tree-visible; touch /probe 2>/dev/null || echo host-ro"
     result = qemu.run(command, timeout=120, out=out)
     assert result.rc == 0
     text = out.getvalue()
