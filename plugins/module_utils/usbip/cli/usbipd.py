@@ -21,6 +21,7 @@ from ..errors import UsbipError
 from .common import EXIT_INTERRUPTED, EXIT_OK, Parser, ParserExit, Reporter, UsageError, setup_logging
 
 DEFAULT_PID_FILE = "/var/run/usbipd.pid"
+RULES_POLL_SECONDS = 5
 log = logging.getLogger("usbipd")
 
 
@@ -58,7 +59,7 @@ def load_config(path: str) -> dict:
         raise UsbipError("%s is not valid YAML: %s" % (path, err)) from None
     if not isinstance(data, dict):
         raise UsbipError("%s must hold a mapping" % path)
-    known = {"port", "listen", "allow", "device_mode", "read_timeout", "max_connections", "max_per_client"}
+    known = {"port", "listen", "allow", "modes", "exports", "read_timeout", "max_connections", "max_per_client"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsbipError("%s: unknown settings %s (known: %s)" % (path, ", ".join(unknown), ", ".join(sorted(known))))
@@ -109,22 +110,37 @@ def _write_pid(path: str) -> None:
         raise UsbipError("cannot write pid file %s: %s" % (path, err.strerror)) from None
 
 
-def serve(args, options, device_mode: bool) -> None:
+def serve(args, options, modes: List[str], rules) -> None:
     import asyncio  # noqa: PLC0415 - keep `usbipd --help` instant
 
-    from ..net.catalog import Catalog, DeviceBackend, HostBackend  # noqa: PLC0415
+    from .. import exports  # noqa: PLC0415
+    from ..net.catalog import Catalog, backend_for  # noqa: PLC0415
     from ..net.server import UsbipServer  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
+    from ..sysfs.host import HostDriver  # noqa: PLC0415
 
     sysfs = Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/"))
-    backend = DeviceBackend(sysfs) if device_mode else HostBackend(sysfs)
+    backend = backend_for(modes, sysfs)
     try:
         backend.check_loaded()
     except UsbipError as err:
-        modules = "usbip-vudc" if device_mode else "usbip-core and usbip-host"
-        raise UsbipError("%s; please load %s" % (err.args[0], modules), hint=err.hint) from None
+        needed = " and ".join({"host": "usbip-core and usbip-host", "device": "usbip-vudc"}[m] for m in modes)
+        raise UsbipError("%s; please load %s" % (err.args[0], needed), hint=err.hint) from None
+    if rules and "host" not in modes:
+        raise UsbipError("export rules bind host-mode devices, but host mode is not served")
+    host = HostDriver(sysfs)
+    pending = []
 
-    server = UsbipServer(Catalog(backend), options)
+    def apply_rules() -> None:
+        pending.clear()
+        exports.apply(host, rules)
+
+    def schedule_rules() -> None:
+        # A replug is a burst of uevents; bind once it has settled.
+        if rules and not pending:
+            pending.append(asyncio.get_running_loop().call_later(0.5, apply_rules))
+
+    server = UsbipServer(Catalog(backend), options, on_change=schedule_rules)
     server.bind()
     if args.daemon:
         _daemonize()
@@ -132,17 +148,22 @@ def serve(args, options, device_mode: bool) -> None:
         _write_pid(args.pid)
 
     async def run() -> None:
+        apply_rules()
         await server.start()
-        log.info("serving %s-mode devices", backend.mode)
+        log.info("serving %s-mode devices%s", backend.mode,
+                 "; export rules: %s" % ", ".join(map(str, rules)) if rules else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        serving = asyncio.ensure_future(server.serve_forever())
+        tasks = [asyncio.ensure_future(server.serve_forever())]
+        if rules and not server.watcher.watching:
+            tasks.append(asyncio.ensure_future(_poll_rules(apply_rules)))
         await stop.wait()
         log.info("shutting down")
         server.close()
-        serving.cancel()
+        for task in tasks:
+            task.cancel()
 
     try:
         asyncio.run(run())
@@ -152,6 +173,15 @@ def serve(args, options, device_mode: bool) -> None:
                 os.unlink(args.pid)
             except OSError:
                 pass
+
+
+async def _poll_rules(apply_rules) -> None:
+    """Without uevents, look for newly plugged devices every few seconds."""
+    import asyncio  # noqa: PLC0415
+
+    while True:
+        await asyncio.sleep(RULES_POLL_SECONDS)
+        apply_rules()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -166,8 +196,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = load_config(args.config) if args.config else {}
         options = _options(args, config)
-        device_mode = args.device or bool(config.get("device_mode", False))
-        serve(args, options, device_mode)
+        modes = ["device"] if args.device else config.get("modes", ["host"])
+        if not isinstance(modes, list) or not modes:
+            raise UsbipError("modes must be a non-empty list of host and/or device")
+        from ..exports import parse_rules  # noqa: PLC0415
+
+        serve(args, options, [str(m) for m in modes], parse_rules(config.get("exports")))
     except UsbipError as err:
         return reporter.failure(err)
     except KeyboardInterrupt:

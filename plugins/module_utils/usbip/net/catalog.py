@@ -66,6 +66,54 @@ class DeviceBackend:
         self.driver.export(busid, sockfd)
 
 
+class CombinedBackend:
+    """Both modes from one daemon: the busid says which driver owns a device.
+
+    The C daemon serves one mode per process; one socket serving host-mode
+    devices and vudc gadgets side by side is simpler to run and to firewall.
+    """
+
+    mode = "host and device"
+
+    def __init__(self, backends) -> None:
+        self.backends = list(backends)
+
+    def _owner(self, busid: str):
+        device_mode = busid.startswith("usbip-vudc.")
+        for backend in self.backends:
+            if (backend.mode == "device") == device_mode:
+                return backend
+        raise DeviceNotFound("requested device not found: %s" % busid)
+
+    def check_loaded(self) -> None:
+        for backend in self.backends:
+            backend.check_loaded()
+
+    def scan(self) -> List[UsbDevice]:
+        return [device for backend in self.backends for device in backend.scan()]
+
+    def status(self, busid: str) -> Optional[DeviceStatus]:
+        return self._owner(busid).status(busid)
+
+    def export(self, busid: str, sockfd: int) -> None:
+        self._owner(busid).export(busid, sockfd)
+
+
+def backend_for(modes, sysfs: Sysfs):
+    """The backend serving ``modes`` (``host``, ``device`` or both)."""
+    chosen = []
+    for mode in modes:
+        if mode == "host":
+            chosen.append(HostBackend(sysfs))
+        elif mode == "device":
+            chosen.append(DeviceBackend(sysfs))
+        else:
+            raise UsbipError("unknown mode %r: host or device" % (mode,))
+    if not chosen:
+        raise UsbipError("no mode to serve: host, device or both")
+    return chosen[0] if len(chosen) == 1 else CombinedBackend(chosen)
+
+
 class Catalog:
     """The devices a server offers, rebuilt only when told the world changed."""
 

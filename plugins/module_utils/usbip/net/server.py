@@ -18,7 +18,7 @@ import errno
 import ipaddress
 import logging
 import socket
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UsbipError
 from ..protocol import (
@@ -82,15 +82,23 @@ def _client_address(peer) -> Optional[ipaddress._BaseAddress]:  # noqa: SLF001
 class UsbipServer:
     """Listens, accepts, and answers DEVLIST and IMPORT from a :class:`Catalog`."""
 
-    def __init__(self, catalog: Catalog, options: ServerOptions) -> None:
+    def __init__(self, catalog: Catalog, options: ServerOptions,
+                 on_change: Optional[Callable[[], None]] = None) -> None:
+        """``on_change`` runs after each batch of relevant uevents (export rules use it)."""
         self.catalog = catalog
         self.options = options
         self.listening: List[socket.socket] = []
         self.servers: list = []
         self.connections: Dict[object, int] = {}
         self.active = 0
-        self.watcher = UeventWatcher(catalog.invalidate)
+        self.on_change = on_change
+        self.watcher = UeventWatcher(self._changed)
         self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0}
+
+    def _changed(self) -> None:
+        self.catalog.invalidate()
+        if self.on_change is not None:
+            self.on_change()
 
     def bind(self) -> None:
         """Open the listening sockets now, so that a daemon reports a taken port

@@ -1,0 +1,203 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``usbip-attachd``: keep the declared attachments attached.
+
+Operators replace watchdog scripts and cron jobs with a declaration: this
+supervisor checks every few seconds that each declared device is attached
+from its server and re-attaches it after a network drop, a server restart
+or a reboot of this client, with exponential backoff and one log line per
+attempt. It only ever attaches: a device removed from the declaration is
+detached by the Ansible role (or the operator), and then stays detached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+from ..errors import UsbipError
+from .common import EXIT_FAILURE, EXIT_OK, Parser, ParserExit, Reporter, UsageError, setup_logging
+
+log = logging.getLogger("usbip-attachd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """One declared attachment: a server and a device by busid or by vendor/product."""
+
+    server: str
+    port: int
+    busid: Optional[str] = None
+    match: Optional[object] = None  # usbip.select.Match
+
+    def __str__(self) -> str:
+        return "%s:%d/%s" % (self.server, self.port, self.busid or self.match)
+
+
+def parse_config(data: object) -> dict:
+    """Validate the YAML the client role templates; unknown keys are errors."""
+    from ..select import Match  # noqa: PLC0415
+    from ..sysfs import validate  # noqa: PLC0415
+
+    if not isinstance(data, dict) or set(data) - {"interval", "retry", "attachments"}:
+        raise UsbipError("the configuration is a mapping of interval, retry and attachments")
+    retry = data.get("retry") or {}
+    if not isinstance(retry, dict) or set(retry) - {"initial", "max"}:
+        raise UsbipError("retry takes initial and max (seconds)")
+    declared = []
+    for entry in data.get("attachments") or []:
+        if not isinstance(entry, dict) or set(entry) - {"server", "port", "busid", "match"} \
+                or "server" not in entry or ("busid" in entry) == ("match" in entry):
+            raise UsbipError("an attachment is {server, port, busid} or {server, port, match: {vendor, product}},"
+                             " got %r" % (entry,))
+        match = None
+        if "match" in entry:
+            criteria = entry["match"]
+            if not isinstance(criteria, dict) or set(criteria) - {"vendor", "product"}:
+                raise UsbipError("an attachment match takes vendor and product (a server lists nothing else)")
+            match = Match.checked(**criteria)
+        declared.append(Declared(
+            server=str(entry["server"]), port=validate.tcp_port(entry.get("port", 3240)),
+            busid=validate.busid(entry["busid"]) if "busid" in entry else None, match=match))
+    return {
+        "interval": float(data.get("interval", 2)),
+        "initial": float(retry.get("initial", 1)),
+        "max": float(retry.get("max", 8)),
+        "attachments": declared,
+    }
+
+
+class Supervisor:
+    """The reconciliation loop, with its I/O passed in so that it can be tested alone.
+
+    ``present(d)`` says whether ``d`` is attached; ``attach(d)`` attaches it
+    (raising :class:`UsbipError` on failure) and returns the vhci port.
+    """
+
+    def __init__(self, declared: List[Declared], present: Callable[[Declared], bool],
+                 attach: Callable[[Declared], int], initial: float = 1.0, maximum: float = 8.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.declared = declared
+        self.present = present
+        self.attach = attach
+        self.initial = initial
+        self.maximum = maximum
+        self.clock = clock
+        self.delay: Dict[Declared, float] = {}
+        self.next_try: Dict[Declared, float] = {}
+        self.attempts: Dict[Declared, int] = {}
+
+    def step(self) -> bool:
+        """One pass over the declarations; True when everything is attached."""
+        complete = True
+        for d in self.declared:
+            try:
+                if self.present(d):
+                    if self.attempts.get(d):
+                        log.info("%s is attached", d)
+                    self.delay.pop(d, None)
+                    self.next_try.pop(d, None)
+                    self.attempts.pop(d, None)
+                    continue
+            except UsbipError as err:
+                log.warning("%s: cannot read the attachment state: %s", d, err)
+            complete = False
+            now = self.clock()
+            if now < self.next_try.get(d, 0.0):
+                continue
+            attempt = self.attempts.get(d, 0) + 1
+            self.attempts[d] = attempt
+            try:
+                port = self.attach(d)
+                log.info("%s: attempt %d: attached on port %d", d, attempt, port)
+                self.delay.pop(d, None)
+                self.next_try.pop(d, None)
+            except UsbipError as err:
+                delay = min(self.delay.get(d, self.initial / 2) * 2, self.maximum)
+                self.delay[d] = delay
+                self.next_try[d] = now + delay
+                log.warning("%s: attempt %d failed: %s; next in %.0f s", d, attempt, err, delay)
+        return complete
+
+
+def _real_io(sysfs):
+    """``present`` and ``attach`` against this host's vhci and the network."""
+    from ..attachment import attachments  # noqa: PLC0415
+    from ..net import client  # noqa: PLC0415
+    from ..select import select_remote  # noqa: PLC0415
+    from ..sysfs.vhci import Vhci  # noqa: PLC0415
+
+    vhci = Vhci(sysfs)
+    resolved: Dict[Declared, str] = {}
+
+    def present(d: Declared) -> bool:
+        busid = d.busid or resolved.get(d)
+        found = attachments(vhci, d.server, d.port, busid)
+        if busid is None and d.match is not None:
+            found = [a for a in found if a.local is not None and d.match.accepts_ids(a.local.device)]
+        return bool(found)
+
+    def attach(d: Declared) -> int:
+        busid = d.busid
+        if busid is None:
+            devices = client.list_devices(d.server, d.port)
+            busid = select_remote(devices, d.match, "on %s:%d" % (d.server, d.port)).busid
+            resolved[d] = busid
+        return client.attach(d.server, d.port, busid, vhci).port
+
+    return present, attach
+
+
+def _parser() -> Parser:
+    p = Parser(prog="usbip-attachd", description="Keep declared USB/IP attachments attached.")
+    p.add_argument("-c", "--config", default="/etc/usbip/attachments.yml", help="YAML declaration")
+    p.add_argument("-d", "--debug", action="store_true")
+    p.add_argument("--once", action="store_true", help="one pass, then exit 0 if everything is attached")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    reporter = Reporter("usbip-attachd")
+    try:
+        args = _parser().parse_args(argv)
+    except ParserExit as done:
+        return done.status
+    except UsageError as err:
+        return reporter.failure(err)
+    setup_logging("usbip-attachd", "usbip-attachd", args.debug)
+    try:
+        import yaml  # noqa: PLC0415
+
+        from ..sysfs.fs import Sysfs  # noqa: PLC0415
+
+        try:
+            with open(args.config) as f:
+                config = parse_config(yaml.safe_load(f) or {})
+        except (OSError, yaml.YAMLError) as err:
+            raise UsbipError("cannot read %s: %s" % (args.config, err)) from None
+        present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")))
+        supervisor = Supervisor(config["attachments"], present, attach, config["initial"], config["max"])
+        log.info("supervising %d attachment(s): %s", len(config["attachments"]),
+                 ", ".join(map(str, config["attachments"])) or "none")
+        if args.once:
+            return EXIT_OK if supervisor.step() else EXIT_FAILURE
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.is_set():
+            supervisor.step()
+            stop.wait(config["interval"])
+        log.info("stopped")
+    except UsbipError as err:
+        return reporter.failure(err)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The attach supervisor: re-attaches what is missing, with bounded exponential backoff."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from usbip.cli.attachd import Declared, Supervisor, parse_config
+from usbip.errors import UsbipError
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_missing_attachment_is_retried_with_capped_backoff(caplog):
+    d = Declared("10.76.0.1", 3240, "17-1")
+    attached = set()
+    attempts = []
+    server_up = [False]
+
+    def attach(decl):
+        attempts.append(clock.now)
+        if not server_up[0]:
+            raise UsbipError("cannot connect to 10.76.0.1:3240: Connection refused")
+        attached.add(decl)
+        return 3
+
+    clock = Clock()
+    sup = Supervisor([d], lambda decl: decl in attached, attach, initial=1, maximum=4, clock=clock)
+    caplog.set_level(logging.INFO, logger="usbip-attachd")
+    for _ in range(40):  # 20 s in 0.5 s steps
+        sup.step()
+        clock.now += 0.5
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert gaps[:4] == [1.0, 2.0, 4.0, 4.0]  # 1, 2, 4, then capped
+    assert "attempt 1 failed" in caplog.text and "next in 1 s" in caplog.text
+    server_up[0] = True
+    before = len(attempts)
+    for _ in range(10):
+        sup.step()
+        clock.now += 0.5
+    assert len(attempts) == before + 1  # back within one capped delay, then no more attempts
+    assert attached == {d}
+    assert "attached on port 3" in caplog.text
+    assert sup.step() is True
+
+
+def test_present_attachments_cost_no_attach():
+    d = Declared("srv", 3240, "17-1")
+
+    def attach(decl):
+        raise AssertionError("attached although present")
+
+    assert Supervisor([d], lambda decl: True, attach).step() is True
+
+
+def test_config_parsing():
+    config = parse_config({"interval": 1, "retry": {"initial": 0.5, "max": 4}, "attachments": [
+        {"server": "10.76.0.1", "port": 3240, "busid": "17-1"},
+        {"server": "10.76.0.1", "match": {"vendor": "1d6b", "product": "0104"}},
+    ]})
+    assert config["interval"] == 1 and config["initial"] == 0.5 and config["max"] == 4
+    first, second = config["attachments"]
+    assert (first.server, first.port, first.busid) == ("10.76.0.1", 3240, "17-1")
+    assert second.busid is None and second.match.vendor == 0x1d6b and second.port == 3240
+
+
+@pytest.mark.parametrize("data", [
+    {"attachments": [{"server": "x", "busid": "../../x"}]},
+    {"attachments": [{"server": "x", "busid": "1-1", "match": {"vendor": "1"}}]},
+    {"attachments": [{"server": "x", "match": {"serial": "A"}}]},
+    {"attachments": [{"server": "x", "port": 70000, "busid": "1-1"}]},
+    {"attachments": [{"busid": "1-1"}]},
+    {"colour": "red"},
+    {"retry": {"forever": True}},
+])
+def test_bad_config_is_refused(data):
+    with pytest.raises(UsbipError):
+        parse_config(data)
