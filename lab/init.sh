@@ -60,7 +60,7 @@ if [ "$(arg lab.systemd)" = 1 ]; then
   mkdir -p $R/etc/lab $S/multi-user.target.wants
   cat > $R/etc/lab/run-job <<'JOB'
 #!/bin/sh
-/bin/sh /tmp/xfer/job.sh
+/bin/sh /tmp/xfer/job-$(hostname).sh
 rc=$?
 echo "LAB-EXIT rc=$rc"
 sync
@@ -72,7 +72,7 @@ JOB
 Description=lab job from the host
 After=multi-user.target
 [Service]
-Type=oneshot
+Type=simple
 ExecStart=/etc/lab/run-job
 StandardOutput=journal+console
 StandardError=journal+console
@@ -94,7 +94,7 @@ echo $name > /proc/sys/kernel/hostname
 echo "LAB-READY uptime=$(cut -d' ' -f1 /proc/uptime)"
 chroot $R /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  /bin/sh -c 'ip link set lo up 2>/dev/null; cd /tmp; exec /bin/sh /tmp/xfer/job.sh' </dev/console >/dev/console 2>&1
+  /bin/sh -c "ip link set lo up 2>/dev/null; cd /tmp; exec /bin/sh /tmp/xfer/job-$name.sh" </dev/console >/dev/console 2>&1
 rc=$?
 sync
 echo "LAB-EXIT rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)"

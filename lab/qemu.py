@@ -118,7 +118,7 @@ class Guest:
         initrd = initramfs.build(release, CACHE_DIR)
         env = {"USBIP_LAB": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
         env.update(self.env)
-        with open(os.path.join(self.xfer, "job.sh"), "w") as f:
+        with open(os.path.join(self.xfer, "job-%s.sh" % self.hostname), "w") as f:
             f.write(_job_script(self.command, env, self.workdir))
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv(release, initrd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
