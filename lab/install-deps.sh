@@ -6,8 +6,11 @@
 #   busybox-static    the initramfs userland
 #   usbip             Debian's C tools: the interoperability peer in tests only
 #   hwdata            usb.ids, for vendor/product names
+#   openssh-server, python3-yaml, python3-pyudev: what fleet guests (systemd on
+#   the shared, read-only /usr) need to be reached and managed by Ansible
 set -eu
-PKGS="qemu-system-x86 linux-image-amd64 busybox-static usbip hwdata kmod cpio xz-utils zstd iproute2 udev"
+PKGS="qemu-system-x86 linux-image-amd64 busybox-static usbip hwdata kmod cpio xz-utils zstd iproute2 udev
+  openssh-server openssh-client e2fsprogs python3-yaml python3-pyudev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

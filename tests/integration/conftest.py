@@ -99,5 +99,3 @@ def daemons(tmp_path):
         with contextlib.suppress(OSError, ValueError):
             with open(pidfile) as f:
                 os.kill(int(f.read().strip()), signal.SIGTERM)
-
-

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import socket
 import time
-from typing import FrozenSet, List, Optional
+from typing import Collection, FrozenSet, List, Optional
 
 from .device import PortStatus
 from .errors import InvalidArgument, UsbipError
@@ -104,3 +104,19 @@ def wait_enumerated(vhci: Vhci, port: int, timeout: float, need_driver: bool = F
     remaining = max(deadline - time.monotonic(), 0.1)
     udev.wait_for_usb_device(busid, timeout=remaining, need_driver=need_driver, sysfs=sysfs)
     return busid
+
+
+def wait_released(vhci: Vhci, ports: Collection[int], timeout: float = 5.0) -> bool:
+    """Wait until detached ports show free; the kernel releases them shortly after the detach write.
+
+    Returns False when some port is still in use at the bound (the caller
+    reports what it sees rather than failing: the detach itself succeeded).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = {p.port for p in vhci.ports() if p.port in ports and p.status != PortStatus.NULL}
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)

@@ -45,8 +45,7 @@ class ExportRule:
     def accepts(self, device: LocalDevice) -> bool:
         if self.busid is not None:
             return device.busid == self.busid
-        assert self.match is not None
-        return self.match.accepts(device)
+        return self.match is not None and self.match.accepts(device)
 
     def __str__(self) -> str:
         return "busid=%s" % self.busid if self.busid else str(self.match)

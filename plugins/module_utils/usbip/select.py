@@ -172,4 +172,4 @@ def select_remote(candidates: Sequence[UsbDevice], match: Match, where: str) -> 
     if not match.ids_only:
         raise InvalidArgument("a server's device list carries vendor and product IDs only: "
                               "serial and port_path cannot be matched against it")
-    return select_one(candidates, lambda d: match.accepts_ids(d), describe_remote, match, where)
+    return select_one(candidates, match.accepts_ids, describe_remote, match, where)

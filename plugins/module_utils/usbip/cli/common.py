@@ -8,14 +8,16 @@ package raises on purpose is one such line and an exit status, never a
 traceback. Nothing here imports :mod:`logging`: a short-lived command such as
 ``usbip attach`` is benchmarked against the C tool, and its few messages do
 not need the machinery; :func:`setup_logging` serves long-running programs.
+For the same reason :mod:`argparse` is imported only when :class:`Parser` is
+first used: ``usbip attach`` and ``detach`` parse their usual command lines
+without it (see ``usbip._fast_args``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 from ..errors import InvalidArgument, UsbipError
 
@@ -39,22 +41,43 @@ class ParserExit(Exception):
         self.status = status
 
 
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises instead of exiting.
+def _parser_class() -> type:
+    import argparse  # noqa: PLC0415 - see the module docstring
 
-    ``main(argv)`` is called by tests and by other Python code, so it must
-    return a status rather than call :func:`sys.exit`; and argument errors are
-    reported as one line, like every other error, instead of argparse's
-    usage block.
-    """
+    class Parser(argparse.ArgumentParser):
+        """An ArgumentParser that raises instead of exiting.
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        ``main(argv)`` is called by tests and by other Python code, so it must
+        return a status rather than call :func:`sys.exit`; and argument errors are
+        reported as one line, like every other error, instead of argparse's
+        usage block.
+        """
 
-    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
-        if message:
-            sys.stderr.write(message)
-        raise ParserExit(status)
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(message)
+
+        def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
+            if message:
+                sys.stderr.write(message)
+            raise ParserExit(status)
+
+    Parser.__module__, Parser.__qualname__ = __name__, "Parser"
+    return Parser
+
+
+if TYPE_CHECKING:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        """See :func:`_parser_class`."""
+
+
+def __getattr__(name: str) -> Any:
+    """``Parser``, the ArgumentParser of every front end, created on first use."""
+    if name == "Parser":
+        globals()["Parser"] = parser = _parser_class()
+        return parser
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 def checked(validator: Any) -> Any:
@@ -68,6 +91,8 @@ def checked(validator: Any) -> Any:
         try:
             return validator(value)
         except InvalidArgument as err:
+            import argparse  # noqa: PLC0415 - only argparse calls this, so it is loaded already
+
             raise argparse.ArgumentTypeError(str(err)) from None
 
     convert.__name__ = getattr(validator, "__name__", "value")
@@ -175,4 +200,3 @@ def setup_logging(logger_name: str, prog: str, debug: bool = False, syslog: bool
     log.setLevel(logging.DEBUG if debug else logging.INFO)
     log.propagate = False
     return log
-

@@ -57,9 +57,9 @@ of ``/sys`` and ``/var/run`` is ``$USBIP_SYSFS_ROOT`` if set (as for
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
@@ -69,7 +69,6 @@ from .common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    Parser,
     ParserExit,
     Reporter,
     UsageError,
@@ -78,11 +77,14 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    import argparse
+
     from ..device import Speed, UsbDevice, UsbInterface
     from ..sysfs.fs import Sysfs
     from ..sysfs.names import UsbIds
     from ..sysfs.usb import LocalDevice, UsbBus
     from ..sysfs.vhci import ImportedDevice
+    from .common import Parser
 
 PROG = "usbip"
 #: The IANA port (``USBIP_PORT``); spelled out so that commands that never
@@ -108,6 +110,8 @@ def _vhci_port(value: str) -> int:
 
 
 def _parser() -> Tuple[Parser, Dict[str, Parser]]:
+    from .common import Parser  # noqa: PLC0415 - argparse only when needed (see _fast_args)
+
     parser = Parser(
         prog=PROG,
         description="USB/IP client and device management (Python implementation, compatible with the C usbip).",
@@ -162,6 +166,59 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
     p = add("port", "show imported USB devices", "Show the devices imported through vhci_hcd.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser, commands
+
+
+#: Options of the commands :func:`_fast_args` parses: option -> (attribute, type).
+_FAST_GLOBAL = {"-d": ("debug", None), "--debug": ("debug", None), "-l": ("log", None), "--log": ("log", None),
+                "-t": ("tcp_port", validate.tcp_port), "--tcp-port": ("tcp_port", validate.tcp_port)}
+_FAST_COMMANDS = {
+    "attach": {"-r": ("remote", _host), "--remote": ("remote", _host),
+               "-b": ("busid", validate.busid), "--busid": ("busid", validate.busid),
+               "-d": ("busid", validate.busid), "--device": ("busid", validate.busid)},
+    "detach": {"-p": ("port", _vhci_port), "--port": ("port", _vhci_port)},
+}
+_FAST_REQUIRED = {"attach": ("remote", "busid"), "detach": ("port",)}
+
+
+def _fast_args(argv: Sequence[str]) -> Optional[SimpleNamespace]:
+    """``attach`` and ``detach`` command lines in their plain forms, parsed without argparse.
+
+    Importing argparse and building the eight sub-parsers is most of what
+    ``usbip attach`` costs before it reaches the network. Options are the exact
+    spellings (``-t N``, ``-tN``, ``--tcp-port N``, ``--tcp-port=N``), each value
+    checked by the same validator argparse would use; anything else (help,
+    abbreviations, grouped flags, a bad value, a missing option) returns None,
+    and argparse then parses the line and words any error as always.
+    """
+    args = SimpleNamespace(debug=False, log=False, tcp_port=DEFAULT_TCP_PORT, command=None)
+    options = _FAST_GLOBAL
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if args.command is None and word in _FAST_COMMANDS:
+            args.command = word
+            options = _FAST_COMMANDS[word]
+            continue
+        name, eq, value = word.partition("=") if word.startswith("--") else (word[:2], "", word[2:])
+        if name not in options or (eq and not value) or value.startswith("="):
+            return None  # argparse reads "-r=x" as "x"; left to it, like every other unusual form
+        dest, convert = options[name]
+        if convert is None:
+            if value or eq:
+                return None
+            setattr(args, dest, True)
+            continue
+        if not value:
+            if not words or words[0].startswith("-"):
+                return None
+            value = words.pop(0)
+        try:
+            setattr(args, dest, convert(value))
+        except InvalidArgument:
+            return None
+    if args.command is None or any(getattr(args, dest, None) is None for dest in _FAST_REQUIRED[args.command]):
+        return None
+    return args
 
 
 # -- context -------------------------------------------------------------------
@@ -466,14 +523,18 @@ _COMMANDS: Dict[str, Callable[[_Context], int]] = {
 def main(argv: Optional[Sequence[str]] = None, *, sysfs: Optional[Sysfs] = None,
          names: Optional[UsbIds] = None) -> int:
     """Run one ``usbip`` command; returns the exit status instead of exiting."""
-    parser, commands = _parser()
-    reporter = Reporter(PROG)
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except UsageError as err:
-        return reporter.failure(err)
-    except ParserExit as end:
-        return end.status
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _fast_args(argv)
+    parser = commands = None
+    if args is None:
+        parser, commands = _parser()
+        reporter = Reporter(PROG)
+        try:
+            args = parser.parse_args(argv)
+        except UsageError as err:
+            return reporter.failure(err)
+        except ParserExit as end:
+            return end.status
     if args.command is None:
         write_stdout(parser.format_help())
         return EXIT_FAILURE

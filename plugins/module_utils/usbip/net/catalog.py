@@ -5,12 +5,16 @@
 The C daemon rescans sysfs for every request. Here the device records are
 built once and rebuilt only after a kernel uevent said the USB or UDC world
 changed; a request then costs one ``usbip_status`` read per offered device,
-because a device going in and out of use raises no uevent.
+because a device going in and out of use raises no uevent. That read is a
+single ``pread`` on a descriptor kept open per device (sysfs renders an
+attribute afresh at every read from offset 0), and the encoded reply is
+reused while the same devices are available.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Dict, List, Optional
 
 from ..device import DeviceStatus, UsbDevice
@@ -18,8 +22,8 @@ from ..errors import InvalidArgument, UsbipError
 from ..protocol import Status
 from ..sysfs.errors import DeviceBusy, DeviceError, DeviceNotFound, NotExportable
 from ..sysfs.fs import Sysfs
-from ..sysfs.host import HostDriver
-from ..sysfs.vudc import VudcDriver
+from ..sysfs.host import DEVICES, HostDriver
+from ..sysfs.vudc import PLATFORM, VudcDriver
 
 log = logging.getLogger("usbipd")
 
@@ -41,6 +45,10 @@ class HostBackend:
     def status(self, busid: str) -> Optional[DeviceStatus]:
         return self.driver.status(busid)
 
+    def status_file(self, busid: str) -> str:
+        """Host path of the ``usbip_status`` that :meth:`status` reads."""
+        return self.driver.sysfs.real("%s/%s/usbip_status" % (DEVICES, busid))
+
     def export(self, busid: str, sockfd: int) -> None:
         self.driver.export(busid, sockfd)
 
@@ -61,6 +69,9 @@ class DeviceBackend:
 
     def status(self, busid: str) -> Optional[DeviceStatus]:
         return self.driver.status(busid)
+
+    def status_file(self, busid: str) -> str:
+        return self.driver.sysfs.real("%s/%s/usbip_status" % (PLATFORM, busid))
 
     def export(self, busid: str, sockfd: int) -> None:
         self.driver.export(busid, sockfd)
@@ -95,6 +106,9 @@ class CombinedBackend:
     def status(self, busid: str) -> Optional[DeviceStatus]:
         return self._owner(busid).status(busid)
 
+    def status_file(self, busid: str) -> str:
+        return self._owner(busid).status_file(busid)
+
     def export(self, busid: str, sockfd: int) -> None:
         self._owner(busid).export(busid, sockfd)
 
@@ -120,11 +134,18 @@ class Catalog:
     def __init__(self, backend) -> None:
         self.backend = backend
         self._devices: Optional[Dict[str, UsbDevice]] = None
+        self._status_files: Dict[str, int] = {}
         self.rescans = 0
+        #: Changes whenever the device records may have changed (callers key caches on it).
+        self.generation = 0
 
     def invalidate(self) -> None:
         """Called on a relevant uevent (or by a caller that cannot watch them)."""
         self._devices = None
+        self.generation += 1
+        files, self._status_files = self._status_files, {}
+        for fd in files.values():
+            os.close(fd)
 
     def _all(self) -> Dict[str, UsbDevice]:
         if self._devices is None:
@@ -138,11 +159,34 @@ class Catalog:
         found = []
         for busid, device in self._all().items():
             try:
-                if self.backend.status(busid) is DeviceStatus.AVAILABLE:
+                if self._status(busid) is DeviceStatus.AVAILABLE:
                     found.append(device)
             except UsbipError:
                 self.invalidate()  # gone since the last rebuild
         return found
+
+    def _status(self, busid: str) -> Optional[DeviceStatus]:
+        """``backend.status``, read through a descriptor kept open: one syscall per request.
+
+        Anything unexpected (no such file, a removed device's ENODEV, an odd
+        value) closes it and asks the backend, which explains or raises.
+        """
+        fd = self._status_files.get(busid)
+        if fd is None:
+            status_file = getattr(self.backend, "status_file", None)
+            if status_file is None:
+                return self.backend.status(busid)
+            try:
+                fd = os.open(status_file(busid), os.O_RDONLY)
+            except (OSError, UsbipError):
+                return self.backend.status(busid)
+            self._status_files[busid] = fd
+        try:
+            return _STATUS[os.pread(fd, 16, 0)]
+        except (OSError, KeyError):
+            del self._status_files[busid]
+            os.close(fd)
+            return self.backend.status(busid)
 
     def export(self, busid: str, sockfd: int) -> UsbDevice:
         """Hand ``sockfd`` to the kernel for ``busid``; errors say which ST_* to answer."""
@@ -155,6 +199,9 @@ class Catalog:
             raise DeviceNotFound("requested device not found: %s" % busid)
         self.backend.export(busid, sockfd)
         return device
+
+
+_STATUS = {b"%d\n" % s: s for s in DeviceStatus}
 
 
 def status_for(error: UsbipError) -> Status:

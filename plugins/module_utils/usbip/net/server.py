@@ -71,12 +71,28 @@ def parse_networks(values: Sequence[str]) -> Tuple[Network, ...]:
 
 def _client_address(peer) -> Optional[ipaddress._BaseAddress]:  # noqa: SLF001
     try:
-        address = ipaddress.ip_address(peer[0].split("%", 1)[0])
-    except (TypeError, ValueError, IndexError):
+        host = peer[0]
+        return _ADDRESSES[host]
+    except KeyError:
+        pass
+    except (TypeError, IndexError):
         return None
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except (AttributeError, TypeError, ValueError):
+        address = None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+        address = address.ipv4_mapped
+    if len(_ADDRESSES) >= 4096:
+        _ADDRESSES.clear()
+    _ADDRESSES[host] = address
     return address
+
+
+#: Parsed client addresses by peer host string: a busy server sees the same few over and over.
+_ADDRESSES: Dict[object, Optional[ipaddress._BaseAddress]] = {}  # noqa: SLF001
+#: OP_REQ_DEVLIST, the one request that comes whole in one segment nearly always.
+_DEVLIST_REQUEST = DevlistRequest().encode()
 
 
 class UsbipServer:
@@ -94,6 +110,8 @@ class UsbipServer:
         self.on_change = on_change
         self.watcher = UeventWatcher(self._changed)
         self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0}
+        #: The last DEVLIST reply, keyed on the catalog generation and the devices in it.
+        self._devlist: Tuple[object, bytes] = (None, b"")
 
     def _changed(self) -> None:
         self.catalog.invalidate()
@@ -178,7 +196,11 @@ class UsbipServer:
         self.stats["devlist"] += 1
         if not self.watcher.watching:
             self.catalog.invalidate()
-        return DevlistReply(tuple(self.catalog.available())).encode()
+        devices = tuple(self.catalog.available())
+        key = (self.catalog.generation, tuple(d.busid for d in devices))
+        if key != self._devlist[0]:
+            self._devlist = (key, DevlistReply(devices).encode())
+        return self._devlist[1]
 
     def import_device(self, request: ImportRequest, sock: socket.socket, peer: str) -> Tuple[bytes, bool]:
         """Export the requested device on ``sock``; returns the reply and whether it succeeded."""
@@ -255,6 +277,16 @@ class _Connection(asyncio.Protocol):
         self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if data == _DEVLIST_REQUEST and self.timer is not None and not self.reader.trailing_data:
+            # The common case, whole in one segment: what the reader would conclude, without it.
+            self.timer.cancel()
+            try:
+                self.transport.write(self.server.devlist())
+                self.transport.close()
+            except Exception:  # the loop must outlive any one request
+                log.exception("internal error serving %s", self.peer)
+                self.transport.abort()
+            return
         self.reader.feed(data)
         try:
             request = self.reader.next_message()

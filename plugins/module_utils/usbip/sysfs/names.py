@@ -5,8 +5,11 @@
 The database is about 700 KB and most runs need a handful of names, or none
 (the daemon, ``--parsable`` output), so it is read on the first lookup and
 parsed only until the answer is found; whatever was parsed stays cached for
-later lookups. Output wording and fallbacks match the C tools, whose lines
-scripts already parse.
+later lookups. The vendor section (most of the file) is scanned from vendor
+line to vendor line with one regular expression, and a vendor's products
+are parsed only when one of them is asked for: a module that names one
+device reads a few dozen lines in Python, not seventeen thousand. Output
+wording and fallbacks match the C tools, whose lines scripts already parse.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 SEARCH_PATH = (
     "/usr/share/hwdata/usb.ids",
@@ -27,6 +30,8 @@ _VENDOR = re.compile(r"([0-9a-fA-F]{4})\s+(.+)")
 _CLASS = re.compile(r"C ([0-9a-fA-F]{2})\s+(.+)")
 _CHILD = re.compile(r"\t([0-9a-fA-F]+)\s+(.+)")
 _GRANDCHILD = re.compile(r"\t\t([0-9a-fA-F]+)\s+(.+)")
+# A line that opens an entry (a vendor, a class, another section's): not indented, not a comment, not empty.
+_TOP_LEVEL = re.compile(r"^[^\t#\r\n].*", re.M)
 
 
 class UsbIds:
@@ -52,6 +57,9 @@ class UsbIds:
         self._classes: Dict[int, str] = {}
         self._subclasses: Dict[Tuple[int, int], str] = {}
         self._protocols: Dict[Tuple[int, int, int], str] = {}
+        #: Text spans of each vendor's product lines, parsed into _products on demand.
+        self._blocks: Dict[int, List[Tuple[int, int]]] = {}
+        self._block_start = 0
 
     # -- lookups -------------------------------------------------------------
     def vendor(self, vendor_id: int) -> Optional[str]:
@@ -59,15 +67,12 @@ class UsbIds:
         return self._vendors.get(vendor_id)
 
     def product(self, vendor_id: int, product_id: int) -> Optional[str]:
-        key = (vendor_id, product_id)
+        # Until the vendor's block is closed (by the next entry) its products are not all known.
         self._parse_until(
-            lambda: (
-                key in self._products
-                or "vendor" in self._finished
-                or (vendor_id in self._vendors and vendor_id != self._vendor)
-            )
+            lambda: "vendor" in self._finished or (vendor_id in self._vendors and vendor_id != self._vendor)
         )
-        return self._products.get(key)
+        self._parse_products(vendor_id)
+        return self._products.get((vendor_id, product_id))
 
     def device_class(self, class_id: int) -> Optional[str]:
         self._parse_until(lambda: class_id in self._classes or "class" in self._finished)
@@ -124,15 +129,39 @@ class UsbIds:
     def _parse_until(self, done: Callable[[], bool]) -> None:
         if self._text is None:
             self._text = self._load()
-        while not done() and self._pos < len(self._text):
-            end = self._text.find("\n", self._pos)
+        text = self._text
+        while not done() and self._pos < len(text):
+            if self._section in ("", "vendor"):
+                # From one entry to the next: the lines between are the open vendor's products.
+                match = _TOP_LEVEL.search(text, self._pos)
+                self._close_block(match.start() if match else len(text))
+                if match is None:
+                    self._pos = len(text)
+                    break
+                self._pos = self._block_start = match.end() + 1
+                self._parse_line(match.group(0).rstrip("\r"))
+                continue
+            end = text.find("\n", self._pos)
             if end < 0:
-                end = len(self._text)
-            self._parse_line(self._text[self._pos : end].rstrip("\r"))
+                end = len(text)
+            self._parse_line(text[self._pos : end].rstrip("\r"))
             self._pos = end + 1
-        if self._pos >= len(self._text):
+        if self._pos >= len(text):
+            self._close_block(len(text))
             self._finished.update(("vendor", "class"))
-            self._text = ""  # fully parsed: keep the tables, drop the text
+
+    def _close_block(self, end: int) -> None:
+        if self._section == "vendor" and self._vendor is not None:
+            self._blocks.setdefault(self._vendor, []).append((self._block_start, end))
+            self._vendor = None
+
+    def _parse_products(self, vendor_id: int) -> None:
+        """The product lines of the vendor's blocks read so far (each block once)."""
+        for start, end in self._blocks.pop(vendor_id, ()):
+            for line in self._text[start:end].split("\n"):
+                match = _CHILD.fullmatch(line.rstrip("\r"))
+                if match:
+                    self._products.setdefault((vendor_id, int(match.group(1), 16)), match.group(2))
 
     def _load(self) -> str:
         if self.path is None:

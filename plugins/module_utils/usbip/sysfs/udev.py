@@ -46,7 +46,7 @@ class UsbEntry:
 class WaitResult:
     busid: str
     method: str  # "uevent" or "poll"
-    reason: str  # why it polled; "" with uevents
+    reason: str  # why it polled ("ready at the first look": no wait was needed); "" with uevents
     elapsed: float
 
 
@@ -102,7 +102,10 @@ def wait_for_usb_device(
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
         raise InvalidArgument("invalid timeout %r: seconds between 0 and 3600 expected" % (timeout,))
     sysfs = sysfs or Sysfs()
-    monitor, reason = _uevent_monitor(sysfs)
+    # A device that is ready at the first look needs no monitor: pyudev is a large import,
+    # and an Ansible run that changes nothing should not pay for it. The monitor is opened
+    # before the second look, so no event between a look and the wait can be missed.
+    monitor, reason, looked = None, "ready at the first look", False
     start = time.monotonic()
     while True:
         candidates = [target] if isinstance(target, str) else [e.busid for e in usb_devices(sysfs) if target(e)]
@@ -111,6 +114,10 @@ def wait_for_usb_device(
             missing = not_ready(sysfs, busid, need_driver)
             if missing is None:
                 return WaitResult(busid, "poll" if monitor is None else "uevent", reason, time.monotonic() - start)
+        if not looked:
+            looked = True
+            monitor, reason = _uevent_monitor(sysfs)
+            continue
         remaining = start + timeout - time.monotonic()
         if remaining <= 0:
             raise DeviceNotFound(

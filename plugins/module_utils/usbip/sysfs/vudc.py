@@ -91,9 +91,21 @@ class VudcDriver:
         return found
 
     def export(self, name: str, sockfd: int) -> None:
-        """Hand a connected socket to the instance; the kernel then serves the gadget on it."""
+        """Hand a connected socket to the instance; the kernel then serves the gadget on it.
+
+        Status and gadget are checked first, as ``HostDriver.export`` does, so
+        that an instance in use or without a gadget is refused without a
+        write; the kernel's EBUSY/ENODEV still answer a lost race.
+        """
         name = self._existing(name)
         sockfd = validate.integer(sockfd, "socket fd", 0, 2**31 - 1)
+        status = self.status(name)
+        if status is DeviceStatus.USED:
+            raise DeviceBusy("%s is already exported" % name)
+        if status is not DeviceStatus.AVAILABLE:
+            raise DeviceError("%s is in error state" % name)
+        if self._descriptor(name) is None:
+            raise NotExportable("no gadget is bound to %s" % name)
         try:
             self.sysfs.write("%s/%s/usbip_sockfd" % (PLATFORM, name), str(sockfd))
         except SysfsError as err:

@@ -1,0 +1,284 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the usbip modules share on the Ansible side.
+
+The stack under ``module_utils/usbip`` knows nothing about Ansible; this file
+is the only place that does: argument fragments, the run of a module body
+with every :class:`UsbipError` turned into ``fail_json`` (message, hint, the
+sysfs changes already made), loading kernel modules through
+``module.run_command``, and rendering devices and state for results and diffs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import traceback
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus, UsbDevice
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import UsbipError
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net.client import ConnectError
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.select import port_path
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import gadget as gadget_driver
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import host as host_driver
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import names
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import vhci as vhci_driver
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import vudc as vudc_driver
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Sysfs, SysfsError
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import LocalDevice
+
+# -- argument fragments ----------------------------------------------------------
+KERNEL_MODULES_ARGS: Dict[str, Dict[str, Any]] = {
+    "load_kernel_modules": {"type": "bool", "default": True},
+}
+
+
+def match_args(*fields: str) -> Dict[str, Any]:
+    """The ``match`` suboption; vendor/product are ``raw`` so that ints and hex strings both reach the stack."""
+    options = {
+        "vendor": {"type": "raw"},
+        "product": {"type": "raw"},
+        "serial": {"type": "str"},
+        "port_path": {"type": "str"},
+    }
+    return {"type": "dict", "options": {name: options[name] for name in fields}}
+
+
+def new_sysfs(check_mode: bool) -> Sysfs:
+    """The kernel's sysfs; in check mode every change is journaled instead of made.
+
+    Unit tests replace this function to run the modules against fake trees.
+    """
+    return Sysfs(dry_run=check_mode)
+
+
+# -- kernel modules ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class KernelModule:
+    """A kernel module and the kernel paths (any one suffices) that show it is loaded."""
+
+    name: str
+    probes: Sequence[str]
+    args: Sequence[str] = ()
+    alias: Optional[str] = None  # what modprobe is given, when not the name
+
+    def command(self) -> List[str]:
+        return [self.alias or self.name] + list(self.args)
+
+
+USBIP_HOST = KernelModule("usbip-host", (host_driver.DRIVER,))
+VHCI_HCD = KernelModule("vhci-hcd", (vhci_driver.VHCI,))
+LIBCOMPOSITE = KernelModule("libcomposite", (gadget_driver.GADGETS, "/sys/module/libcomposite"))
+
+
+def usbip_vudc(instances: int) -> KernelModule:
+    return KernelModule("usbip-vudc", (vudc_driver.DRIVER,), ("num=%d" % instances,))
+
+
+def dummy_hcd(instances: int) -> KernelModule:
+    return KernelModule("dummy_hcd", ("/sys/module/dummy_hcd", "/sys/devices/platform/dummy_udc.0"),
+                        ("num=%d" % instances,))
+
+
+# Function types whose module is not usb_f_<type>.
+_FUNCTION_MODULES = {"gser": "usb_f_serial", "ffs": "usb_f_fs"}
+
+
+def gadget_function(kind: str) -> KernelModule:
+    """A gadget function's module, loaded through the alias configfs itself would request."""
+    name = _FUNCTION_MODULES.get(kind, "usb_f_" + kind)
+    return KernelModule(name, ("/sys/module/" + name,), alias="usbfunc:" + kind)
+
+
+# -- running a module body -----------------------------------------------------------
+class Context:
+    """One module run: its sysfs (dry-run in check mode), kernel modules loaded, failures."""
+
+    def __init__(self, module: Any, read_only: bool = False) -> None:
+        self.module = module
+        self.read_only = read_only
+        self.check_mode = bool(module.check_mode)
+        self.sysfs = new_sysfs(self.check_mode)
+        self.kernel_modules: List[str] = []
+
+    @property
+    def diff_mode(self) -> bool:
+        return bool(getattr(self.module, "_diff", False))
+
+    def changes(self) -> List[Dict[str, str]]:
+        """The sysfs journal: what was changed, or in check mode what would have been."""
+        return [{"op": c.op, "path": c.path, "value": c.value} for c in self.sysfs.journal]
+
+    def missing_kernel_modules(self, wanted: Iterable[KernelModule]) -> List[KernelModule]:
+        return [m for m in wanted if not any(self.sysfs.exists(p) for p in m.probes)]
+
+    def load_kernel_modules(self, wanted: Iterable[KernelModule]) -> List[str]:
+        """Load the modules not loaded yet (if the task allows it); returns their names.
+
+        In check mode nothing is loaded and the names say what would be. When
+        loading is not allowed, nothing is done here and the driver's own check
+        fails later with the ``modprobe`` hint.
+        """
+        missing = self.missing_kernel_modules(wanted)
+        if not missing or not self.module.params.get("load_kernel_modules", True):
+            return []
+        names_ = [m.name for m in missing]
+        if not self.check_mode:
+            modprobe = self.module.get_bin_path("modprobe", required=False, opt_dirs=["/sbin", "/usr/sbin"])
+            if modprobe is None:
+                self.fail_msg("modprobe is not installed; cannot load %s" % ", ".join(names_),
+                              hint="install kmod, or load the modules otherwise and set load_kernel_modules: false")
+            for m in missing:
+                rc, out, err = self.module.run_command([modprobe] + m.command())
+                if rc != 0:
+                    self.fail_msg("modprobe %s failed (rc %d): %s" % (m.name, rc, (err or out).strip()),
+                                  hint="run as root; the module must exist for the running kernel"
+                                  " (Debian: linux-image-$(uname -r))")
+                self.kernel_modules.append(m.name)
+        else:
+            self.kernel_modules.extend(names_)
+        return names_
+
+    def _changed_so_far(self) -> bool:
+        """On failure: whether anything was really changed before it (never in check mode)."""
+        return not self.check_mode and bool(self.kernel_modules or self.sysfs.journal)
+
+    def fail_msg(self, msg: str, hint: Optional[str] = None, **extra: Any) -> None:
+        result: Dict[str, Any] = {"changed": self._changed_so_far()}
+        if hint:
+            result["hint"] = hint
+            msg = "%s (%s)" % (msg, hint)
+        result.update(extra)
+        self.module.fail_json(msg=msg, kernel_modules=self.kernel_modules, sysfs_changes=self.changes(), **result)
+
+    def fail(self, err: BaseException) -> None:
+        """An error from the stack: its message (which carries the hint) plus the hint on its own."""
+        extra: Dict[str, Any] = {"error": type(err).__name__}
+        hint = getattr(err, "hint", None)
+        if isinstance(err, SysfsError):
+            extra.update(path=err.path, errno=err.errno)
+        if isinstance(err, ConnectError) and not hint:
+            hint = "is usbipd running on the server, and may this host reach its TCP port?"
+            extra["hint"] = hint
+            msg = "%s (%s)" % (err, hint)
+        else:
+            msg = str(err)
+        if hint:
+            extra["hint"] = hint
+        if isinstance(err, OSError) and not isinstance(err, UsbipError):
+            if err.errno in (errno.EACCES, errno.EPERM):
+                extra["hint"] = "run as root (become: true)"
+            msg = "%s%s" % (err, " (%s)" % extra["hint"] if "hint" in extra else "")
+        self.module.fail_json(msg=msg, changed=self._changed_so_far(), kernel_modules=self.kernel_modules,
+                              sysfs_changes=self.changes(), **extra)
+
+    def run(self, body: Callable[[], Dict[str, Any]]) -> None:
+        """Run the module body; exit with its result, or fail with the error's message and hint."""
+        try:
+            result = body()
+        except (UsbipError, OSError) as err:
+            self.fail(err)
+            return
+        except Exception as err:  # a bug: report it with the traceback instead of a bare MODULE FAILURE
+            self.module.fail_json(msg="unexpected %s: %s" % (type(err).__name__, err),
+                                  exception=traceback.format_exc(), kernel_modules=self.kernel_modules)
+            return
+        if not self.read_only:
+            if self.kernel_modules:
+                result["changed"] = True
+            result.setdefault("kernel_modules", self.kernel_modules)
+            result.setdefault("sysfs_changes", self.changes())
+        self.module.exit_json(**result)
+
+
+# -- results and diffs -------------------------------------------------------------
+def status_name(status: Optional[DeviceStatus]) -> Optional[str]:
+    return None if status is None else status.name.lower()
+
+
+def hex4(value: Optional[int]) -> Optional[str]:
+    return None if value is None else "%04x" % value
+
+
+def local_device_info(dev: LocalDevice, status: Optional[DeviceStatus] = None) -> Dict[str, Any]:
+    """A local device as modules return it."""
+    d = dev.device
+    ids = names.default()
+    return {
+        "busid": dev.busid,
+        "id_vendor": hex4(d.id_vendor),
+        "id_product": hex4(d.id_product),
+        "usbid": d.usbid,
+        "vendor_name": ids.vendor(d.id_vendor),
+        "product_name": ids.product(d.id_vendor, d.id_product),
+        "manufacturer": dev.manufacturer,
+        "product": dev.product,
+        "serial": dev.serial,
+        "driver": dev.driver,
+        "bound": dev.driver == host_driver.DRIVER_NAME,
+        "usbip_status": status_name(status),
+        "port_path": port_path(dev),
+        "devpath": dev.devpath,
+        "speed": d.speed.description,
+        "device_class": "%02x" % d.device_class,
+        "is_hub": dev.is_hub,
+        "under_vhci": dev.under_vhci,
+        "exportable": dev.exportable,
+    }
+
+
+def remote_device_info(d: UsbDevice) -> Dict[str, Any]:
+    """A device from a server's list (or an import reply)."""
+    ids = names.default()
+    return {
+        "busid": d.busid,
+        "id_vendor": hex4(d.id_vendor),
+        "id_product": hex4(d.id_product),
+        "usbid": d.usbid,
+        "vendor_name": ids.vendor(d.id_vendor),
+        "product_name": ids.product(d.id_vendor, d.id_product),
+        "speed": d.speed.description,
+        "device_class": "%02x" % d.device_class,
+        "num_interfaces": d.num_interfaces,
+        "interfaces": ["%02x/%02x/%02x" % (i.interface_class, i.interface_subclass, i.interface_protocol)
+                       for i in d.interfaces],
+        "path": d.path,
+    }
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.hex()
+    text = str(value)
+    return text if text and text.strip() == text and ": " not in text else repr(text)
+
+
+def render(data: Mapping[str, Any], indent: int = 0) -> str:
+    """A YAML-like text of nested mappings and lists, line per value, for readable diffs."""
+    lines = []
+    pad = "  " * indent
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            lines.append("%s%s:%s\n" % (pad, key, "" if value else " {}"))
+            lines.append(render(value, indent + 1))
+        elif isinstance(value, (list, tuple)):
+            lines.append("%s%s:%s\n" % (pad, key, "" if value else " []"))
+            lines.extend("%s  - %s\n" % (pad, _scalar(item)) for item in value)
+        else:
+            lines.append("%s%s: %s\n" % (pad, key, _scalar(value)))
+    return "".join(lines)
+
+
+def diff(before: Any, after: Any, before_header: str, after_header: Optional[str] = None) -> Dict[str, str]:
+    """A diff entry; mappings are rendered, strings kept (``"absent\\n"`` and the like)."""
+    return {
+        "before": before if isinstance(before, str) else render(before),
+        "after": after if isinstance(after, str) else render(after),
+        "before_header": before_header,
+        "after_header": after_header or before_header,
+    }

@@ -1,0 +1,349 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: usbip_attach
+short_description: Attach a USB device exported by a USB/IP server (client side)
+version_added: "0.1.0"
+description:
+  - Imports a device from a USB/IP server and attaches it to a local C(vhci_hcd) port, or detaches it.
+  - The device is chosen by its O(busid) on the server or by a O(match) on vendor and product IDs, resolved
+    against the server's list of available devices.
+  - Idempotent through the vhci port status and the attachment records in C(/var/run/vhci_hcd), the same records
+    the C C(usbip) tool writes. A device already attached from the same server (and bus ID, or with matching
+    IDs) is present and the server is not contacted; V(absent) detaches only what matches.
+  - In check mode nothing is written and nothing is imported; the server's device list is read to resolve and
+    check the device.
+author:
+  - usbip.usbip contributors (@usbip)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - usbip.usbip.kernel_modules
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows the table of vhci ports in use, with the remote device of each.
+  platform:
+    support: full
+    platforms: posix
+    details: Linux with the C(vhci-hcd) kernel module.
+options:
+  server:
+    description: Host name or address of the USB/IP server.
+    type: str
+    required: true
+  port:
+    description: TCP port of the server.
+    type: int
+    default: 3240
+  busid:
+    description:
+      - Bus ID of the device on the server (C(1-1.4), or C(usbip-vudc.N) for a device-mode gadget).
+      - Mutually exclusive with O(match).
+    type: str
+  match:
+    description:
+      - Select the device by IDs instead of bus ID; both criteria given must hold.
+      - With O(state=present), a device with these IDs already attached from the server counts as present;
+        otherwise exactly one available device of the server must match.
+      - With O(state=absent), every device with these IDs attached from the server is detached.
+      - Mutually exclusive with O(busid).
+    type: dict
+    suboptions:
+      vendor:
+        description:
+          - Vendor ID, as four hex digits (V('0403')) or as an integer.
+          - Quote hex IDs in YAML; an unquoted V(1209) is the decimal integer 1209.
+        type: raw
+      product:
+        description: Product ID, in the same forms as O(match.vendor).
+        type: raw
+  state:
+    description:
+      - Whether the device is attached.
+      - V(absent) waits a few seconds until the kernel has released the detached ports.
+    type: str
+    choices: [present, absent]
+    default: present
+  wait:
+    description:
+      - With O(state=present), wait until the attached device has enumerated on this host (its bus ID exists in
+        sysfs), at most O(wait_timeout) seconds.
+      - Uses kernel uevents through C(pyudev) when it is installed, and polls sysfs otherwise.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Bound of O(wait), in seconds.
+    type: int
+    default: 30
+  wait_for_driver:
+    description:
+      - With O(wait), also wait until the device and each of its interfaces have a driver bound.
+      - Leave V(false) for devices used through libusb or without a kernel driver.
+    type: bool
+    default: false
+  timeout:
+    description: Bound on connecting to the server and on each of its answers, in seconds.
+    type: int
+    default: 10
+seealso:
+  - module: usbip.usbip.usbip_bind
+  - module: usbip.usbip.usbip_info
+"""
+
+EXAMPLES = r"""
+- name: Attach the FTDI adapter exported by lab-server
+  usbip.usbip.usbip_attach:
+    server: lab-server.example.com
+    match:
+      vendor: "0403"
+      product: "6001"
+  become: true
+  register: ftdi
+
+- name: Show where it went
+  ansible.builtin.debug:
+    msg: "port {{ ftdi.port }}, local bus ID {{ ftdi.local_busid }}"
+
+- name: Attach a device-mode gadget by bus ID and wait for its drivers
+  usbip.usbip.usbip_attach:
+    server: 192.0.2.10
+    port: 3241
+    busid: usbip-vudc.0
+    wait_for_driver: true
+  become: true
+
+- name: Detach whatever this host attached from lab-server with these IDs
+  usbip.usbip.usbip_attach:
+    server: lab-server.example.com
+    match:
+      vendor: "0403"
+      product: "6001"
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+port:
+  description: The vhci port of the device (null in check mode before the attach, and with O(state=absent)).
+  returned: success
+  type: int
+  sample: 0
+local_busid:
+  description: Bus ID of the device on this host, once it has enumerated (null before).
+  returned: success
+  type: str
+  sample: 3-1
+remote:
+  description: The device on the server.
+  returned: success and O(state=present)
+  type: dict
+  contains:
+    host:
+      description: Server, as given.
+      type: str
+    port:
+      description: TCP port of the server.
+      type: int
+    busid:
+      description: Bus ID on the server.
+      type: str
+    id_vendor:
+      description: Vendor ID, when known (from the server's list or the local device).
+      type: str
+    id_product:
+      description: Product ID, when known.
+      type: str
+device:
+  description: The local device the attachment became (see M(usbip.usbip.usbip_bind) for the keys), once it
+    has enumerated; null before.
+  returned: success and O(state=present)
+  type: dict
+detached:
+  description: Ports detached (with O(state=absent); in check mode, that would be).
+  returned: success and O(state=absent)
+  type: list
+  elements: dict
+ports:
+  description: The vhci ports in use after the task (in check mode, as found).
+  returned: success
+  type: list
+  elements: dict
+sysfs_changes:
+  description: The sysfs writes made, or in check mode the ones that would be made (an attach is listed as
+    one C(attach) entry in check mode).
+  returned: always
+  type: list
+  elements: dict
+kernel_modules:
+  description: Kernel modules loaded by the task (in check mode, that would be loaded).
+  returned: always
+  type: list
+  elements: str
+  sample: [vhci-hcd]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachment, select
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import validate
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Change
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, Vhci
+
+
+def port_line(p):
+    """One row of the port table the diff shows."""
+    origin = "%s:%s/%s" % (p.host, p.remote_port, p.remote_busid) if p.host else "(no attachment record)"
+    local = p.local_busid if p.local_busid not in ("0-0", "") else "(enumerating)"
+    return "port %d (%s): %s -> %s" % (p.port, p.hub, origin, local)
+
+
+def port_info(p):
+    return {"port": p.port, "hub": p.hub, "status": p.status.name.lower(), "speed": p.speed.description,
+            "local_busid": p.local_busid, "host": p.host, "remote_port": p.remote_port,
+            "remote_busid": p.remote_busid}
+
+
+def table(lines):
+    return "".join(line + "\n" for line in lines) if lines else "(no vhci port in use)\n"
+
+
+def check_server(server):
+    if not isinstance(server, str) or not server or not server.isascii() or not server.isprintable() \
+            or any(c.isspace() for c in server) or len(server) > 253:
+        raise InvalidArgument("invalid server %r: a host name or an address is expected" % (server,))
+    return server
+
+
+def resolve_remote(server, tcp_port, busid, match, timeout):
+    """The server's available device to attach: by busid or by a match on its IDs."""
+    where = "on %s:%d" % (server, tcp_port)
+    available = client.list_devices(server, tcp_port, timeout=timeout)
+    if match is not None:
+        return select.select_remote(available, match, where)
+    for device in available:
+        if device.busid == busid:
+            return device
+    raise DeviceNotFound(
+        "%s:%d offers no device %s; available: %s" % (
+            server, tcp_port, busid, ", ".join(select.describe_remote(d) for d in available) or "none"),
+        hint="bind it on the server (usbip.usbip.usbip_bind); a device in use by a client is not listed")
+
+
+def converge(ctx):
+    params = ctx.module.params
+    state = params["state"]
+    # Validate everything before any sysfs access or connection.
+    server = check_server(params["server"])
+    tcp_port = validate.tcp_port(params["port"])
+    busid = validate.busid(params["busid"]) if params["busid"] is not None else None
+    match = select.Match.checked(**params["match"]) if params["match"] is not None else None
+    wait_timeout = validate.integer(params["wait_timeout"], "wait_timeout", 1, 3600)
+    timeout = validate.integer(params["timeout"], "timeout", 1, 3600)
+    header = "vhci ports (attachments from %s:%d)" % (server, tcp_port)
+
+    vhci = Vhci(ctx.sysfs)
+    if state == "absent" and ctx.missing_kernel_modules([glue.VHCI_HCD]):
+        return {"changed": False, "port": None, "local_busid": None, "detached": [], "ports": []}
+    ctx.load_kernel_modules([glue.VHCI_HCD])
+    # In check mode vhci-hcd may still be missing: then nothing is attached yet.
+    vhci_ready = not (ctx.check_mode and ctx.kernel_modules)
+    before = vhci.imported() if vhci_ready else []
+    mine = attachment.attachments(vhci, server, tcp_port, busid) if vhci_ready else []
+    if match is not None:
+        mine = [a for a in mine if a.local is not None and match.accepts_ids(a.local.device)]
+
+    if state == "absent":
+        detached = [port_info(a.imported) for a in mine if vhci.detach(a.imported.port)]
+        gone = {d["port"] for d in detached}
+        if detached and not ctx.check_mode:
+            attachment.wait_released(vhci, gone)
+        after = before if ctx.check_mode else vhci.imported()
+        after_lines = [port_line(p) for p in after if not (ctx.check_mode and p.port in gone)]
+        result = {"changed": bool(detached), "port": None, "local_busid": None, "detached": detached,
+                  "ports": [port_info(p) for p in after]}
+        if ctx.diff_mode:
+            result["diff"] = glue.diff(table([port_line(p) for p in before]), table(after_lines), header)
+        return result
+
+    remote = {"host": server, "port": tcp_port}
+    new_line = None
+    if mine:
+        changed = False
+        port = mine[0].imported.port
+        remote["busid"] = mine[0].imported.remote_busid
+        if mine[0].local is not None:
+            remote.update(id_vendor=glue.hex4(mine[0].local.device.id_vendor),
+                          id_product=glue.hex4(mine[0].local.device.id_product))
+    else:
+        changed = True
+        device = resolve_remote(server, tcp_port, busid, match, timeout)
+        remote.update(busid=device.busid, id_vendor=glue.hex4(device.id_vendor),
+                      id_product=glue.hex4(device.id_product), device=glue.remote_device_info(device))
+        if ctx.check_mode:
+            # Importing would take the device from the server: check mode stops here.
+            port = None
+            ctx.sysfs.journal.append(Change("attach", VHCI + "/attach", "%s:%d/%s" % (server, tcp_port, device.busid)))
+            new_line = "port ? (new): %s:%d/%s -> (would attach)" % (server, tcp_port, device.busid)
+        else:
+            port = client.attach(server, tcp_port, device.busid, vhci, timeout=timeout).port
+
+    local_busid = None
+    local = None
+    if port is not None:
+        if params["wait"] and not ctx.check_mode:
+            local_busid = attachment.wait_enumerated(vhci, port, wait_timeout, params["wait_for_driver"], ctx.sysfs)
+        else:
+            row = next((p for p in vhci.ports() if p.port == port), None)
+            local_busid = row.local_busid if row is not None else None
+        local = attachment.local_device(UsbBus(ctx.sysfs), local_busid) if local_busid else None
+        if local is None:
+            local_busid = None
+    after = before if ctx.check_mode else vhci.imported()
+    after_lines = [port_line(p) for p in after] + ([new_line] if new_line else [])
+    result = {
+        "changed": changed,
+        "port": port,
+        "local_busid": local_busid,
+        "remote": remote,
+        "device": glue.local_device_info(local) if local is not None else None,
+        "ports": [port_info(p) for p in after],
+    }
+    if ctx.diff_mode:
+        result["diff"] = glue.diff(table([port_line(p) for p in before]), table(after_lines), header)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            server=dict(type="str", required=True),
+            port=dict(type="int", default=3240),
+            busid=dict(type="str"),
+            match=glue.match_args("vendor", "product"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            wait=dict(type="bool", default=True),
+            wait_timeout=dict(type="int", default=30),
+            wait_for_driver=dict(type="bool", default=False),
+            timeout=dict(type="int", default=10),
+            **glue.KERNEL_MODULES_ARGS,
+        ),
+        mutually_exclusive=[("busid", "match")],
+        required_one_of=[("busid", "match")],
+        supports_check_mode=True,
+    )
+    ctx = glue.Context(module)
+    ctx.run(lambda: converge(ctx))
+
+
+if __name__ == "__main__":
+    main()

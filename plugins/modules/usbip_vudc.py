@@ -1,0 +1,448 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: usbip_vudc
+short_description: A configfs USB gadget bound to a usbip-vudc instance (USB/IP device mode)
+version_added: "0.1.0"
+description:
+  - Ensures that a USB gadget, described declaratively (IDs, strings, functions such as a mass-storage disk, a
+    serial port or a HID device), exists in configfs and is bound to a USB device controller.
+  - Bound to a C(usbip-vudc.N) instance, the gadget is offered by C(usbipd --device) as bus ID C(usbip-vudc.N), so
+    that a client can attach it with M(usbip.usbip.usbip_attach). Bound to another UDC, such as C(dummy_udc.0), it
+    becomes a device of that controller.
+  - Attributes that are not given are not managed; functions that are not listed are removed from the gadget.
+    Changes are made in the order configfs requires (the gadget is unbound first when its tree must change).
+  - In check mode nothing is written; the planned configfs changes are returned in RV(sysfs_changes).
+author:
+  - usbip.usbip contributors (@usbip)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - usbip.usbip.kernel_modules
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows the managed part of the gadget tree (descriptor fields, strings, functions and their
+      attributes) and the UDC it is bound to.
+  platform:
+    support: full
+    platforms: posix
+    details: Linux with configfs mounted on C(/sys/kernel/config), C(libcomposite) and, for device mode,
+      C(usbip-vudc).
+options:
+  name:
+    description: Name of the gadget, the directory below C(/sys/kernel/config/usb_gadget).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates or updates the gadget and binds it to O(udc).
+      - V(absent) unbinds the gadget and removes it from configfs.
+    type: str
+    choices: [present, absent]
+    default: present
+  udc:
+    description:
+      - The USB device controller to bind the gadget to, C(usbip-vudc.N) for device mode (C(/sys/class/udc) lists
+        them). Required with O(state=present).
+      - With O(load_kernel_modules), C(usbip-vudc) is loaded with C(num=N+1) instances for C(usbip-vudc.N), and
+        C(dummy_hcd) for C(dummy_udc.N).
+    type: str
+  id_vendor:
+    description: idVendor, as four hex digits (V('1209')) or an integer. Required with O(state=present).
+    type: raw
+  id_product:
+    description: idProduct, as four hex digits or an integer. Required with O(state=present).
+    type: raw
+  bcd_device:
+    description: bcdDevice, as four hex digits (V('0100')) or an integer; binary-coded decimal.
+    type: raw
+  bcd_usb:
+    description: bcdUSB, as four hex digits (V('0200')) or an integer; binary-coded decimal.
+    type: raw
+  device_class:
+    description: bDeviceClass.
+    type: int
+  device_subclass:
+    description: bDeviceSubClass.
+    type: int
+  device_protocol:
+    description: bDeviceProtocol.
+    type: int
+  manufacturer:
+    description: Manufacturer string (US English).
+    type: str
+  product:
+    description: Product string (US English).
+    type: str
+  serial:
+    description: Serial number string (US English).
+    type: str
+    aliases: [serialnumber]
+  configuration:
+    description: Name of the configuration C(c.1).
+    type: str
+  max_power:
+    description: MaxPower of the configuration, in mA.
+    type: int
+  functions:
+    description:
+      - The gadget's functions, each linked into configuration C(c.1). Functions not listed are removed.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      type:
+        description:
+          - Function type, the C(usb_f_*) module's name (V(mass_storage), V(acm), V(hid); others work without
+            attributes).
+        type: str
+        required: true
+      instance:
+        description: Instance name; the function's directory is C(<type>.<instance>).
+        type: str
+        default: "0"
+      file:
+        description:
+          - V(mass_storage) only. Backing file or block device of LUN 0; must exist. Relative paths are refused.
+        type: path
+      ro:
+        description: V(mass_storage) only. LUN 0 is read-only.
+        type: bool
+      removable:
+        description: V(mass_storage) only. LUN 0 is removable.
+        type: bool
+      cdrom:
+        description: V(mass_storage) only. LUN 0 is a CD-ROM.
+        type: bool
+      nofua:
+        description: V(mass_storage) only. Ignore the FUA flag of SCSI writes.
+        type: bool
+      stall:
+        description: V(mass_storage) only. Allow bulk endpoint halts.
+        type: bool
+      protocol:
+        description: V(hid) only. bInterfaceProtocol (1 keyboard, 2 mouse).
+        type: int
+      subclass:
+        description: V(hid) only. bInterfaceSubClass (1 boot interface).
+        type: int
+      report_length:
+        description: V(hid) only. Report length in bytes.
+        type: int
+      report_desc:
+        description: V(hid) only. Report descriptor, as hex digits (spaces and colons are ignored).
+        type: str
+notes:
+  - Configfs must be mounted (systemd does it; otherwise C(mount -t configfs none /sys/kernel/config)).
+seealso:
+  - module: usbip.usbip.usbip_attach
+  - module: usbip.usbip.usbip_info
+"""
+
+EXAMPLES = r"""
+- name: Offer a 64 MiB disk image as a USB stick through usbip-vudc.0
+  usbip.usbip.usbip_vudc:
+    name: stick
+    udc: usbip-vudc.0
+    id_vendor: "1d6b"
+    id_product: "0104"
+    manufacturer: Example
+    product: Test stick
+    serial: STICK-0001
+    functions:
+      - type: mass_storage
+        file: /srv/images/stick.img
+        removable: true
+  become: true
+
+- name: A serial port and a keyboard
+  usbip.usbip.usbip_vudc:
+    name: console
+    udc: usbip-vudc.1
+    id_vendor: "1209"
+    id_product: "0001"
+    functions:
+      - type: acm
+      - type: hid
+        protocol: 1
+        subclass: 1
+        report_length: 8
+        report_desc: 05010906a101050719e029e71500250175019508810295017508810395058102c0
+  become: true
+
+- name: Remove the stick
+  usbip.usbip.usbip_vudc:
+    name: stick
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+gadget:
+  description: The managed part of the gadget after the task (in check mode, what it would be); null when absent.
+  returned: success
+  type: dict
+  sample: {"name": "stick", "udc": "usbip-vudc.0", "idVendor": "0x1d6b", "idProduct": "0x0104",
+           "functions": {"mass_storage.0": {"lun.0/file": "/srv/images/stick.img", "lun.0/removable": true}}}
+device:
+  description:
+    - With a C(usbip-vudc.N) UDC, the device as C(usbipd --device) offers it (not in check mode).
+  returned: success, O(state=present) and a usbip-vudc UDC
+  type: dict
+  contains:
+    busid:
+      description: The bus ID clients attach, the instance name.
+      type: str
+      sample: usbip-vudc.0
+    usbid:
+      description: C(vendor:product).
+      type: str
+    usbip_status:
+      description: C(available), C(used) or C(error).
+      type: str
+sysfs_changes:
+  description: The configfs changes made, or in check mode the ones that would be made, in order.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"op": "mkdir", "path": "/sys/kernel/config/usb_gadget/stick", "value": ""}]
+kernel_modules:
+  description: Kernel modules loaded by the task (in check mode, that would be loaded).
+  returned: always
+  type: list
+  elements: str
+  sample: [libcomposite, usb_f_mass_storage, usbip-vudc]
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip import select
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DriverNotLoaded
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GadgetFunction, Gadgets, GadgetSpec
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vudc import VudcDriver
+
+# Function options: (option, configfs attribute, types that have it).
+FUNCTION_ATTRS = (
+    ("file", "lun.0/file", ("mass_storage",)),
+    ("ro", "lun.0/ro", ("mass_storage",)),
+    ("removable", "lun.0/removable", ("mass_storage",)),
+    ("cdrom", "lun.0/cdrom", ("mass_storage",)),
+    ("nofua", "lun.0/nofua", ("mass_storage",)),
+    ("stall", "stall", ("mass_storage",)),
+    ("protocol", "protocol", ("hid",)),
+    ("subclass", "subclass", ("hid",)),
+    ("report_length", "report_length", ("hid",)),
+    ("report_desc", "report_desc", ("hid",)),
+)
+# Spec fields shown in the diff, with their configfs names and formats.
+DEVICE_FIELDS = (
+    ("id_vendor", "idVendor", "0x%04x"),
+    ("id_product", "idProduct", "0x%04x"),
+    ("bcd_usb", "bcdUSB", "0x%04x"),
+    ("bcd_device", "bcdDevice", "0x%04x"),
+    ("device_class", "bDeviceClass", "0x%02x"),
+    ("device_subclass", "bDeviceSubClass", "0x%02x"),
+    ("device_protocol", "bDeviceProtocol", "0x%02x"),
+    ("manufacturer", "manufacturer", "%s"),
+    ("product", "product", "%s"),
+    ("serialnumber", "serialnumber", "%s"),
+    ("configuration", "configuration", "%s"),
+    ("max_power", "MaxPower", "%d"),
+)
+_FUNCTION_TYPE = re.compile(r"[a-z][a-z0-9_]{0,30}")
+_INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,30}")
+_UDC_INSTANCE = re.compile(r"(usbip-vudc|dummy_udc)\.([0-9]{1,3})")
+
+
+def function_spec(entry):
+    kind, instance = entry["type"], entry["instance"]
+    if not isinstance(kind, str) or not _FUNCTION_TYPE.fullmatch(kind):
+        raise InvalidArgument("invalid function type %r" % (kind,))
+    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+        raise InvalidArgument("invalid instance %r of function %s" % (instance, kind))
+    attrs = {}
+    for option, attr, kinds in FUNCTION_ATTRS:
+        value = entry.get(option)
+        if value is None:
+            continue
+        if kind not in kinds:
+            raise InvalidArgument("option %s is only valid for %s functions, not %s"
+                                  % (option, " and ".join(kinds), kind))
+        if option == "file":
+            if not os.path.isabs(value):
+                raise InvalidArgument("backing file %r of %s.%s must be an absolute path" % (value, kind, instance))
+            if not os.path.exists(value):
+                raise InvalidArgument("backing file %s of %s.%s does not exist" % (value, kind, instance))
+            # The kernel shows the path it opened, with links resolved; compare like with like.
+            value = os.path.realpath(value)
+        elif option == "report_desc":
+            digits = re.sub(r"[\s:]", "", value)
+            try:
+                value = bytes.fromhex(digits)
+            except ValueError:
+                raise InvalidArgument("invalid report_desc of %s.%s: hex digits expected" % (kind, instance)) from None
+        attrs[attr] = value
+    return GadgetFunction("%s.%s" % (kind, instance), attrs)
+
+
+def gadget_spec(params):
+    def usb_id(name, what):
+        return None if params[name] is None else select.usb_id(params[name], what)
+
+    return GadgetSpec(
+        name=params["name"],
+        id_vendor=usb_id("id_vendor", "id_vendor"),
+        id_product=usb_id("id_product", "id_product"),
+        bcd_usb=usb_id("bcd_usb", "bcd_usb"),
+        bcd_device=usb_id("bcd_device", "bcd_device"),
+        device_class=params["device_class"],
+        device_subclass=params["device_subclass"],
+        device_protocol=params["device_protocol"],
+        manufacturer=params["manufacturer"],
+        product=params["product"],
+        serialnumber=params["serial"],
+        configuration=params["configuration"],
+        max_power=params["max_power"],
+        functions=tuple(function_spec(entry) for entry in params["functions"] or ()),
+    )
+
+
+def _shown(value, fmt="%s"):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()  # report_desc: results must be text
+    return fmt % value
+
+
+def view(current, managed, udc):
+    """The managed part of a gadget (``current``: a spec read back, or the wanted one) as the diff shows it."""
+    if current is None:
+        return None
+    data = {"name": current.name, "udc": udc}
+    for field, attr, fmt in DEVICE_FIELDS:
+        if getattr(managed, field) is not None:
+            data[attr] = _shown(getattr(current, field), fmt)
+    wanted = {fn.name: fn for fn in managed.functions}
+    functions = {}
+    for fn in sorted(current.functions, key=lambda f: f.name):
+        keys = wanted[fn.name].attrs if fn.name in wanted else {}
+        functions[fn.name] = {key: _shown(fn.attrs.get(key)) for key in sorted(keys)}
+    data["functions"] = functions
+    return data
+
+
+def kernel_modules_for(spec, udc):
+    wanted = [glue.LIBCOMPOSITE] + [glue.gadget_function(fn.name.split(".")[0]) for fn in spec.functions]
+    match = _UDC_INSTANCE.fullmatch(udc or "")
+    if match:
+        instances = int(match.group(2)) + 1
+        wanted.append(glue.usbip_vudc(instances) if match.group(1) == "usbip-vudc" else glue.dummy_hcd(instances))
+    return wanted
+
+
+def converge(ctx):
+    params = ctx.module.params
+    gadgets = Gadgets(ctx.sysfs)
+    name = params["name"]
+    if params["state"] == "absent":
+        try:
+            current = gadgets.read(name)
+        except DriverNotLoaded:
+            current = None  # no configfs gadgets at all: nothing to remove
+        if current is None:
+            result = {"changed": False, "gadget": None}
+        else:
+            before = view(current, current, gadgets.bound_udc(name))
+            gadgets.remove(name)
+            result = {"changed": True, "gadget": None}
+            if ctx.diff_mode:
+                result["diff"] = glue.diff(before, "(absent)\n", "gadget %s" % name)
+        return result
+
+    try:
+        gadgets.read(name)  # validates the name before anything is loaded or written
+    except DriverNotLoaded:
+        pass
+    spec = gadget_spec(params)
+    udc = params["udc"]
+    ctx.load_kernel_modules(kernel_modules_for(spec, udc))
+    if ctx.check_mode and ctx.kernel_modules:
+        # The modules are not there yet, so neither is the gadget: all of it would be made.
+        before = None
+        changed = True
+    else:
+        before_spec = gadgets.read(spec.name)
+        before = view(before_spec, spec, gadgets.bound_udc(spec.name) if before_spec else None)
+        changed = bool(gadgets.ensure(spec, udc))
+
+    if ctx.check_mode:
+        after = view(spec, spec, udc) if changed else before
+    else:
+        after = view(gadgets.read(spec.name), spec, gadgets.bound_udc(spec.name))
+    result = {"changed": changed, "gadget": after}
+    if not ctx.check_mode and udc.startswith("usbip-vudc."):
+        vudc = VudcDriver(ctx.sysfs)
+        device = vudc.describe(udc)
+        result["device"] = {"busid": device.busid, "usbid": device.usbid,
+                            "id_vendor": glue.hex4(device.id_vendor), "id_product": glue.hex4(device.id_product),
+                            "usbip_status": glue.status_name(vudc.status(udc))}
+    if ctx.diff_mode:
+        result["diff"] = glue.diff(before if before is not None else "(absent)\n", after, "gadget %s" % spec.name)
+    return result
+
+
+def main():
+    function_options = dict(
+        type=dict(type="str", required=True),
+        instance=dict(type="str", default="0"),
+        file=dict(type="path"),
+        ro=dict(type="bool"),
+        removable=dict(type="bool"),
+        cdrom=dict(type="bool"),
+        nofua=dict(type="bool"),
+        stall=dict(type="bool"),
+        protocol=dict(type="int"),
+        subclass=dict(type="int"),
+        report_length=dict(type="int"),
+        report_desc=dict(type="str"),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            udc=dict(type="str"),
+            id_vendor=dict(type="raw"),
+            id_product=dict(type="raw"),
+            bcd_device=dict(type="raw"),
+            bcd_usb=dict(type="raw"),
+            device_class=dict(type="int"),
+            device_subclass=dict(type="int"),
+            device_protocol=dict(type="int"),
+            manufacturer=dict(type="str"),
+            product=dict(type="str"),
+            serial=dict(type="str", aliases=["serialnumber"]),
+            configuration=dict(type="str"),
+            max_power=dict(type="int"),
+            functions=dict(type="list", elements="dict", default=[], options=function_options),
+            **glue.KERNEL_MODULES_ARGS,
+        ),
+        required_if=[("state", "present", ("udc", "id_vendor", "id_product"))],
+        supports_check_mode=True,
+    )
+    ctx = glue.Context(module)
+    ctx.run(lambda: converge(ctx))
+
+
+if __name__ == "__main__":
+    main()

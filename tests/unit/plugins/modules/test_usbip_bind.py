@@ -1,0 +1,232 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""usbip_bind: argument handling, device selection, check mode, diff, kernel module loading."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.usbip.usbip.plugins.modules import usbip_bind
+from fake_usb import ACM, BAD_BUSIDS, DEVICES, HOST, XHCI, FakeSysfs, standard_tree
+
+from usbip.sysfs.fs import Change
+
+BIND_17_1 = [
+    Change("write", DEVICES + "/17-1/driver/unbind", "17-1"),
+    Change("write", HOST + "/match_busid", "add 17-1"),
+    Change("write", HOST + "/bind", "17-1"),
+]
+UNBIND_17_1 = [
+    Change("write", HOST + "/unbind", "17-1"),
+    Change("write", HOST + "/match_busid", "del 17-1"),
+    Change("write", HOST + "/rebind", "17-1"),
+]
+BEFORE = "driver: usb\nusbip_host: false\nusbip_status: none\n"
+AFTER = "driver: usbip-host\nusbip_host: true\nusbip_status: available\n"
+
+
+class KernelFake(FakeSysfs):
+    """Plays usbip-host's part after bind, unbind and rebind writes."""
+
+    def __init__(self, tree, dry_run):
+        super().__init__(tree.root, tree.errors, dry_run)
+        self.tree = tree
+
+    def write(self, path, value):
+        super().write(path, value)
+        if self.dry_run:
+            return
+        if path == HOST + "/bind":
+            self.tree.kernel_host_bind(value)
+        elif path == HOST + "/rebind":
+            self.tree.kernel_host_unbind(value, "usb", ACM)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return standard_tree(tmp_path)
+
+
+@pytest.fixture
+def kernel(tree):
+    return lambda dry_run: KernelFake(tree, dry_run)
+
+
+def run(run_module, tree, args, **kw):
+    return run_module(usbip_bind, args, tree.sysfs, **kw)
+
+
+# -- arguments ------------------------------------------------------------------------
+@pytest.mark.parametrize("busid", BAD_BUSIDS)
+def test_a_bad_busid_fails_before_any_sysfs_access(run_module, tree, busid):
+    result = run(run_module, tree, {"busid": busid})
+    assert result["failed"] and "busid" in result["msg"]
+    assert result["changed"] is False
+    assert run_module.sysfs.touched == [] and run_module.journal == []
+
+
+def test_busid_and_match_are_mutually_exclusive(run_module, tree):
+    result = run(run_module, tree, {"busid": "17-1", "match": {"serial": "x"}})
+    assert result["failed"] and "mutually exclusive" in result["msg"]
+
+
+def test_busid_or_match_is_required(run_module, tree):
+    result = run(run_module, tree, {})
+    assert result["failed"] and "one of the following is required: busid, match" in result["msg"]
+
+
+@pytest.mark.parametrize("match, error", [
+    ({}, "at least one of vendor, product, serial, port_path"),
+    ({"vendor": "12345"}, "invalid vendor ID '12345'"),
+    ({"vendor": "xyz1"}, "invalid vendor ID"),
+    ({"product": 0x10000}, "invalid product ID 65536"),
+    ({"vendor": True}, "invalid vendor ID True"),
+    ({"port_path": "../x"}, "invalid port_path"),
+    ({"serial": "a\nb"}, "invalid serial"),
+])
+def test_a_bad_match_fails_before_any_sysfs_access(run_module, tree, match, error):
+    result = run(run_module, tree, {"match": match})
+    assert result["failed"] and error in result["msg"], result["msg"]
+    assert run_module.sysfs.touched == []
+
+
+def test_an_unknown_busid_fails_clearly(run_module, tree):
+    result = run(run_module, tree, {"busid": "9-9"})
+    assert result["failed"] and result["msg"] == "device with bus ID 9-9 does not exist"
+    assert result["error"] == "DeviceNotFound" and run_module.journal == []
+
+
+# -- selection ------------------------------------------------------------------------
+@pytest.mark.parametrize("match", [
+    {"serial": "SER-gdummy"},  # the vhci copy 1-1 has the same serial: it is never a candidate
+    {"vendor": "1209", "product": "0001"},
+    {"vendor": "0x1209", "product": 1},
+    {"vendor": 0x1209, "serial": "SER-gdummy"},
+    {"port_path": "dummy_hcd.0-1"},
+])
+def test_a_match_selects_the_one_exportable_device(run_module, tree, match):
+    result = run(run_module, tree, {"match": match}, check_mode=True)
+    assert result["changed"] is True
+    assert result["device"]["busid"] == "17-1"
+    assert run_module.journal == BIND_17_1
+
+
+def test_a_bare_devpath_matches_on_any_controller(run_module, tree):
+    result = run(run_module, tree, {"match": {"port_path": "1.4"}}, check_mode=True)
+    assert result["device"]["busid"] == "18-1.4"
+    assert result["device"]["port_path"] == "0000:00:14.0-1.4"
+
+
+def test_a_match_without_device_lists_the_candidates(run_module, tree):
+    result = run(run_module, tree, {"match": {"serial": "NOPE"}})
+    assert result["failed"] and result["error"] == "NoMatch"
+    msg = result["msg"]
+    assert msg.startswith("no device on this host matches serial=NOPE; candidates: 17-1 (1209:0001 serial=SER-gdummy")
+    assert "18-1.4 (0781:5567 serial=4C530001230905113465 port_path=0000:00:14.0-1.4" in msg
+    assert "18-2 (046d:c52b" in msg
+    assert "1-1 " not in msg and "18-1 " not in msg  # imported devices and hubs are not candidates
+    assert run_module.journal == []
+
+
+def test_an_ambiguous_match_lists_the_devices_it_found(run_module, tree):
+    tree.usb_device(XHCI + "/usb18/18-1/18-1.3", devnum=5, devpath="1.3", vendor=0x1209, product=0x0001,
+                    interfaces=ACM, strings={"serial": "OTHER"})
+    result = run(run_module, tree, {"match": {"vendor": "1209", "product": "0001"}})
+    assert result["failed"] and result["error"] == "AmbiguousMatch"
+    assert "2 devices on this host match vendor=1209 product=0001: 17-1 (" in result["msg"]
+    assert "18-1.3 (1209:0001 serial=OTHER" in result["msg"]
+    assert "narrow the match" in result["hint"]
+
+
+@pytest.mark.parametrize("busid, error, text", [
+    ("18-1", "NotExportable", "device 18-1 is a hub; hubs cannot be exported"),
+    ("1-1", "BindLoop", "bind loop detected: device 1-1 is attached through vhci_hcd"),
+])
+def test_hubs_and_imported_devices_are_refused(run_module, tree, busid, error, text):
+    for check_mode in (True, False):
+        result = run(run_module, tree, {"busid": busid}, check_mode=check_mode)
+        assert result["failed"] and result["error"] == error and result["msg"].startswith(text)
+        assert run_module.journal == [] and result["changed"] is False
+
+
+# -- check mode and diff ---------------------------------------------------------------
+def test_check_mode_journals_the_bind_and_shows_the_diff(run_module, tree):
+    result = run(run_module, tree, {"busid": "17-1"}, check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["diff"] == {"before": BEFORE, "after": AFTER,
+                              "before_header": "usb device 17-1 (1209:0001 serial=SER-gdummy)",
+                              "after_header": "usb device 17-1 (1209:0001 serial=SER-gdummy)"}
+    assert result["sysfs_changes"] == [{"op": c.op, "path": c.path, "value": c.value} for c in BIND_17_1]
+    assert run_module.sysfs.dry_run and tree.read(HOST + "/match_busid") == "\n"
+
+
+def test_no_diff_without_diff_mode(run_module, tree):
+    assert "diff" not in run(run_module, tree, {"busid": "17-1"}, check_mode=True)
+
+
+def test_present_then_absent_converge_and_stay(run_module, tree, kernel):
+    first = run_module(usbip_bind, {"busid": "17-1"}, kernel, diff=True)
+    assert first["changed"] is True and run_module.journal == BIND_17_1
+    assert first["diff"]["before"] == BEFORE and first["diff"]["after"] == AFTER
+    assert first["device"]["driver"] == "usbip-host" and first["device"]["usbip_status"] == "available"
+    assert first["previous_driver"] == "usb"
+
+    again = run_module(usbip_bind, {"match": {"serial": "SER-gdummy"}}, kernel, diff=True)
+    assert again["changed"] is False and run_module.journal == []
+    assert again["diff"]["before"] == again["diff"]["after"] == AFTER
+
+    check = run_module(usbip_bind, {"busid": "17-1", "state": "absent"}, kernel, check_mode=True, diff=True)
+    assert check["changed"] is True and run_module.journal == UNBIND_17_1
+    assert tree.read(DEVICES + "/17-1/usbip_status") == "1\n"  # still bound: nothing was written
+    assert "driver: (its usual driver, probed by the kernel)" in check["diff"]["after"]
+
+    gone = run_module(usbip_bind, {"busid": "17-1", "state": "absent"}, kernel, diff=True)
+    assert gone["changed"] is True and run_module.journal == UNBIND_17_1
+    assert gone["diff"]["before"] == AFTER and gone["diff"]["after"] == BEFORE
+    assert gone["device"]["driver"] == "usb" and gone["previous_driver"] == "usbip-host"
+
+    still = run_module(usbip_bind, {"busid": "17-1", "state": "absent"}, kernel)
+    assert still["changed"] is False and run_module.journal == []
+
+
+# -- kernel modules -----------------------------------------------------------------------
+@pytest.fixture
+def unloaded(tree):
+    tree.remove(HOST)
+    return tree
+
+
+def test_without_usbip_host_and_without_loading_the_hint_names_the_module(run_module, unloaded):
+    result = run(run_module, unloaded, {"busid": "17-1", "load_kernel_modules": False})
+    assert result["failed"] and result["error"] == "DriverNotLoaded"
+    assert result["msg"] == "the usbip-host driver is not loaded (modprobe usbip-host)"
+    assert result["hint"] == "modprobe usbip-host" and run_module.commands == []
+
+
+def test_check_mode_reports_the_module_it_would_load(run_module, unloaded):
+    result = run(run_module, unloaded, {"busid": "17-1"}, check_mode=True, diff=True)
+    assert result["changed"] is True and result["kernel_modules"] == ["usbip-host"]
+    assert run_module.commands == [] and result["diff"]["after"] == AFTER
+
+
+def test_check_mode_still_refuses_a_hub_when_the_module_is_missing(run_module, unloaded):
+    result = run(run_module, unloaded, {"busid": "18-1"}, check_mode=True)
+    assert result["failed"] and result["error"] == "NotExportable" and result["changed"] is False
+
+
+def test_the_module_is_loaded_with_modprobe(run_module, unloaded):
+    result = run(run_module, unloaded, {"busid": "17-1"})
+    assert run_module.commands == [["/sbin/modprobe", "usbip-host"]]
+    # The fake kernel does not create the driver, so bind then fails, but the load was a change.
+    assert result["failed"] and result["changed"] is True and result["kernel_modules"] == ["usbip-host"]
+
+
+def test_a_failed_modprobe_is_reported_with_a_hint(run_module, unloaded):
+    run_module.command_rc = 1
+    result = run(run_module, unloaded, {"busid": "17-1"})
+    assert result["failed"] and result["msg"].startswith("modprobe usbip-host failed (rc 1): modprobe: FATAL")
+    assert "run as root" in result["hint"] and result["changed"] is False
+
+
+def test_absent_needs_no_module(run_module, unloaded):
+    result = run(run_module, unloaded, {"busid": "17-1", "state": "absent"})
+    assert result["changed"] is False and run_module.commands == []
