@@ -27,7 +27,7 @@ lab-deps:
 
 lint: venv
 	@echo "==> ruff"
-	$(VENV)/bin/ruff check plugins tests lab bench
+	$(VENV)/bin/ruff check plugins tests lab
 
 ansible-lint: venv
 	@echo "==> ansible-lint (production profile)"
