@@ -251,6 +251,14 @@ def test_admission_of_addresses(sysfs, peer, allow, admitted):
 
 
 # -- limits and the read timeout ----------------------------------------------------------
+def _until(condition, bound: float = 10.0) -> None:
+    """Poll the server's counters (bounded): the loop thread accepts in its own time."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not get there in %.0f s" % bound
+        time.sleep(0.01)
+
+
 def test_global_and_per_client_limits_refuse_with_a_log_line(sysfs):
     live = LiveServer(sysfs, "host", ServerOptions(port=0, addresses=["127.0.0.1"], read_timeout=3600,
                                                     max_connections=6, max_per_client=3))
@@ -258,11 +266,11 @@ def test_global_and_per_client_limits_refuse_with_a_log_line(sysfs):
     try:
         held += [socket.create_connection(("127.0.0.1", live.port), source_address=("127.0.0.2", 0))
                  for _ in range(4)]
-        time.sleep(0.3)
+        _until(lambda: live.server.stats["refused"] == 1 and live.server.active == 3)
         assert _devlist(live.port) == ["17-1"]  # another client is not affected by 127.0.0.2's excess
         held += [socket.create_connection(("127.0.0.1", live.port), source_address=("127.0.0.3", 0))
                  for _ in range(3)]
-        time.sleep(0.3)
+        _until(lambda: live.server.active == 6)
         assert _devlist(live.port) == []  # 3 + 3 held: the global limit of 6 is reached
     finally:
         for s in held:

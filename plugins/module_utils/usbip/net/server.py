@@ -135,7 +135,9 @@ class UsbipServer:
                     continue
                 raise UsbipError("cannot listen on %s port %d: %s"
                                  % (_show(host, family), self.options.port, err.strerror)) from None
-            sock.listen(128)
+            # As deep as the C daemon's: a burst of clients (1000 connecting at once in the
+            # benchmarks) must wait in the queue, not overflow it and be dropped by the kernel.
+            sock.listen(socket.SOMAXCONN)
             sock.setblocking(False)
             self.listening.append(sock)
         if not self.listening:
@@ -148,7 +150,7 @@ class UsbipServer:
         loop = asyncio.get_running_loop()
         log.info("device list kept current by %s", self.watcher.start(loop))
         for sock in self.listening:
-            server = await loop.create_server(lambda: _Connection(self), sock=sock)
+            server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=socket.SOMAXCONN)
             self.servers.append(server)
             name = sock.getsockname()
             log.info("listening on %s port %d", _show(name[0], sock.family), name[1])
