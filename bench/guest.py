@@ -356,7 +356,7 @@ def concurrent(cfg: Config) -> Dict:
                     env.settle(range(ways_max))
                     runs[name].append(concurrent_round(clients[name], daemon.port, ways, cfg.concurrent_bound))
                     print("concurrent %d %s: %s" % (ways, name, {k: v for k, v in runs[name][-1].items()
-                                                                 if k != "outputs"}), flush=True)
+                                                                 if k not in ("outputs", "dmesg")}), flush=True)
             result[str(ways)] = runs
         env.settle(range(ways_max))
     finally:
@@ -398,9 +398,13 @@ def concurrent_round(tool: str, port: int, ways: int, bound: float) -> Dict:
             break
         time.sleep(0.2)
     done = [t for t in finished if t is not None]
-    return {"ways": ways, "ok": codes.count(0), "attached": len(attached), "killed": len(hung), "stuck": stuck,
-            "wall": max(done) if not hung and done else bound, "hung_in": sorted(set(hung)),
-            "outputs": sorted({o.strip() for o, c in zip(outputs, codes) if c != 0})}
+    result = {"ways": ways, "ok": codes.count(0), "attached": len(attached), "killed": len(hung), "stuck": stuck,
+              "wall": max(done) if not hung and done else bound, "hung_in": sorted(set(hung)),
+              "outputs": sorted({o.strip() for o, c in zip(outputs, codes) if c != 0})}
+    if len(attached) < codes.count(0):  # an attach that succeeded but is not there: keep the kernel's side
+        result["missing"] = sorted(wanted - attached)
+        result["dmesg"] = env.run(["dmesg"])["out"].splitlines()[-60:]
+    return result
 
 
 # -- memory with idle connections ------------------------------------------------------------
