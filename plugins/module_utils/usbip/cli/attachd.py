@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -200,4 +199,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

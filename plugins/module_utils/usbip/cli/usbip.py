@@ -549,4 +549,4 @@ def main(argv: Optional[Sequence[str]] = None, *, sysfs: Optional[Sysfs] = None,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

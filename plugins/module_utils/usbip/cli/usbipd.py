@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 from typing import List, Optional
 
 from .. import __version__
@@ -210,4 +209,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

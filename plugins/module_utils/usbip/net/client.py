@@ -66,7 +66,7 @@ def connect(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.so
     except (socket.gaierror, UnicodeError) as err:
         raise ConnectError("cannot resolve %s: %s" % (host, err)) from None
     last: Optional[OSError] = None
-    for family, kind, proto, _, address in addresses:
+    for family, kind, proto, _canonname, address in addresses:
         sock = socket.socket(family, kind, proto)
         sock.settimeout(timeout)
         try:

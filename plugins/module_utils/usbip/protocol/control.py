@@ -139,7 +139,7 @@ def read_reply(cursor: Cursor, request: Request) -> Reply:
         (count,) = cursor.unpack(U32)
         if count > MAX_DEVICES:
             raise BadCount("DEVLIST reply claims %d devices, the limit is %d" % (count, MAX_DEVICES))
-        return DevlistReply(tuple(read_device(cursor, with_interfaces=True) for _ in range(count)))
+        return DevlistReply(tuple(read_device(cursor, with_interfaces=True) for _index in range(count)))
     if status != Status.OK:
         return ImportReply(status)
     device = read_device(cursor, with_interfaces=False)

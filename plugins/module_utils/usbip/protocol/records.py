@@ -65,5 +65,5 @@ def read_device(cursor: Cursor, with_interfaces: bool) -> UsbDevice:
     speed = to_enum(Speed, raw[4], "speed")
     interfaces = ()
     if with_interfaces:
-        interfaces = tuple(UsbInterface(*cursor.unpack(_INTERFACE)) for _ in range(raw[13]))
+        interfaces = tuple(UsbInterface(*cursor.unpack(_INTERFACE)) for _index in range(raw[13]))
     return UsbDevice(path, busid, raw[2], raw[3], speed, *raw[5:], interfaces=interfaces)

@@ -196,7 +196,7 @@ def _read_command_word(cursor: Cursor, allowed: Collection[Command]) -> Command:
 
 
 def _read_iso(cursor: Cursor, number_of_packets: int) -> Tuple[IsoPacketDescriptor, ...]:
-    return tuple(IsoPacketDescriptor(*cursor.unpack(_ISO)) for _ in range(_iso_count(number_of_packets)))
+    return tuple(IsoPacketDescriptor(*cursor.unpack(_ISO)) for _index in range(_iso_count(number_of_packets)))
 
 
 def read_command(cursor: Cursor) -> UrbCommand:

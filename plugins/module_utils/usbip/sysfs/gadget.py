@@ -139,7 +139,7 @@ class Gadgets:
         g = _gadget(name)
         if not self.sysfs.isdir(g):
             return None
-        values: Dict[str, object] = {field: self._typed("%s/%s" % (g, attr), int) for field, attr, _ in _DEVICE}
+        values: Dict[str, object] = {field: self._typed("%s/%s" % (g, attr), int) for field, attr, _bits in _DEVICE}
         for field in _STRINGS:
             values[field] = self.sysfs.read_optional("%s/strings/%s/%s" % (g, LANG, field))
         cfg = "%s/configs/%s" % (g, CONFIG)
@@ -346,7 +346,7 @@ def _checked(spec: GadgetSpec) -> GadgetSpec:
         raise InvalidArgument("a GadgetSpec is expected, got %r" % (spec,))
     _name(spec.name, "gadget name", _GADGET_NAME)
     values: Dict[str, object] = {}
-    for field, _, bits in _DEVICE:
+    for field, _attr, bits in _DEVICE:
         value = getattr(spec, field)
         if value is None:
             continue

@@ -160,7 +160,7 @@ class Vhci:
         """
         self.check_loaded()
         error: Optional[UsbipError] = None
-        for _ in range(_READ_ATTEMPTS):
+        for _attempt in range(_READ_ATTEMPTS):
             if error is not None:
                 time.sleep(_READ_DELAY)
             try:
@@ -239,7 +239,7 @@ class Vhci:
         value = "%d %d %d" % (sockfd, devid, min(speed, Speed.SUPER))
         deadline = time.monotonic() + self.timeout
         busy: Set[int] = set()
-        for _ in range(_ATTACH_ATTEMPTS):
+        for _attempt in range(_ATTACH_ATTEMPTS):
             port = _pick_port(self.ports(), speed, busy)
             try:
                 self.sysfs.write(VHCI + "/attach", "%d %s" % (port, value))
