@@ -90,6 +90,11 @@ mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
 echo $name > /proc/sys/kernel/hostname
+# The kernel loads modules on demand (crypto algorithms, TCP ULPs, ...) by running this helper in the
+# initramfs's root, not in the chroot below, where modprobe and /lib/modules are: step into it first.
+printf '#!/bin/sh\nexec chroot %s /sbin/modprobe "$@"\n' $R > /bin/lab-modprobe
+chmod 755 /bin/lab-modprobe
+echo /bin/lab-modprobe > /proc/sys/kernel/modprobe
 
 echo "LAB-READY uptime=$(cut -d' ' -f1 /proc/uptime)"
 chroot $R /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \

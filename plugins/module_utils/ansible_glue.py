@@ -70,6 +70,8 @@ class KernelModule:
 USBIP_HOST = KernelModule("usbip-host", (host_driver.DRIVER,))
 VHCI_HCD = KernelModule("vhci-hcd", (vhci_driver.VHCI,))
 LIBCOMPOSITE = KernelModule("libcomposite", (gadget_driver.GADGETS, "/sys/module/libcomposite"))
+#: Kernel TLS, for USB/IP over TLS (``usbip.net.tls``).
+KTLS = KernelModule("tls", ("/sys/module/tls",))
 
 
 def usbip_vudc(instances: int) -> KernelModule:

@@ -38,9 +38,31 @@ options:
     type: str
     required: true
   port:
-    description: TCP port of the server.
+    description: TCP port of the server; 3240 by default, 3241 with O(tls).
     type: int
-    default: 3240
+  tls:
+    description:
+      - Import the device inside TLS 1.3 from a server's TLS port, with certificates on both ends; the kernel then
+        encrypts the USB traffic itself (kernel TLS, the C(tls) module, loaded with O(load_kernel_modules)).
+      - The server must run this collection's C(usbipd) with TLS (role variable C(usbip_server_tls)); Debian's C
+        tools have no TLS.
+    type: dict
+    suboptions:
+      ca:
+        description: CA certificates (PEM) that sign the server's certificate.
+        type: path
+        required: true
+      cert:
+        description: This client's certificate (PEM), signed by a CA the server accepts.
+        type: path
+        required: true
+      key:
+        description: The private key of O(tls.cert) (PEM).
+        type: path
+        required: true
+      server_name:
+        description: Name the server's certificate must carry; O(server) by default.
+        type: str
   busid:
     description:
       - Bus ID of the device on the server (C(1-1.4), or C(usbip-vudc.N) for a device-mode gadget).
@@ -109,6 +131,16 @@ EXAMPLES = r"""
 - name: Show where it went
   ansible.builtin.debug:
     msg: "port {{ ftdi.port }}, local bus ID {{ ftdi.local_busid }}"
+
+- name: Attach a disk over TLS, encrypted by the kernel
+  usbip.usbip.usbip_attach:
+    server: 192.0.2.10
+    busid: usbip-vudc.1
+    tls:
+      ca: /etc/usbip/tls/ca.crt
+      cert: /etc/usbip/tls/client.crt
+      key: /etc/usbip/tls/client.key
+  become: true
 
 - name: Attach a device-mode gadget by bus ID and wait for its drivers
   usbip.usbip.usbip_attach:
@@ -193,6 +225,7 @@ from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachment, select
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol import USBIP_PORT, USBIP_TLS_PORT
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Change
@@ -224,10 +257,24 @@ def check_server(server):
     return server
 
 
-def resolve_remote(server, tcp_port, busid, match, timeout):
+def tls_endpoint(params):
+    """The client TLS endpoint of O(tls), or None for plain USB/IP."""
+    if not params:
+        return None
+    # ssl is slow to import: only runs that use TLS pay for it.
+    from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net.tls import (  # noqa: PLC0415
+        TlsConfig,
+        TlsEndpoint,
+    )
+
+    return TlsEndpoint(TlsConfig(cert=params["cert"], key=params["key"], ca=params["ca"],
+                                 server_name=params["server_name"]), server_side=False)
+
+
+def resolve_remote(server, tcp_port, busid, match, timeout, tls=None):
     """The server's available device to attach: by busid or by a match on its IDs."""
     where = "on %s:%d" % (server, tcp_port)
-    available = client.list_devices(server, tcp_port, timeout=timeout)
+    available = client.list_devices(server, tcp_port, timeout=timeout, tls=tls)
     if match is not None:
         return select.select_remote(available, match, where)
     for device in available:
@@ -244,7 +291,9 @@ def converge(ctx):
     state = params["state"]
     # Validate everything before any sysfs access or connection.
     server = check_server(params["server"])
-    tcp_port = validate.tcp_port(params["port"])
+    tls_params = params["tls"]
+    tcp_port = validate.tcp_port(params["port"] if params["port"] is not None
+                                 else USBIP_TLS_PORT if tls_params else USBIP_PORT)
     busid = validate.busid(params["busid"]) if params["busid"] is not None else None
     match = select.Match.checked(**params["match"]) if params["match"] is not None else None
     wait_timeout = validate.integer(params["wait_timeout"], "wait_timeout", 1, 3600)
@@ -254,7 +303,8 @@ def converge(ctx):
     vhci = Vhci(ctx.sysfs)
     if state == "absent" and ctx.missing_kernel_modules([glue.VHCI_HCD]):
         return {"changed": False, "port": None, "local_busid": None, "detached": [], "ports": []}
-    ctx.load_kernel_modules([glue.VHCI_HCD])
+    ctx.load_kernel_modules([glue.VHCI_HCD] + ([glue.KTLS] if tls_params else []))
+    tls = tls_endpoint(tls_params)
     # In check mode vhci-hcd may still be missing: then nothing is attached yet.
     vhci_ready = not (ctx.check_mode and ctx.kernel_modules)
     before = vhci.imported() if vhci_ready else []
@@ -286,7 +336,7 @@ def converge(ctx):
                           id_product=glue.hex4(mine[0].local.device.id_product))
     else:
         changed = True
-        device = resolve_remote(server, tcp_port, busid, match, timeout)
+        device = resolve_remote(server, tcp_port, busid, match, timeout, tls)
         remote.update(busid=device.busid, id_vendor=glue.hex4(device.id_vendor),
                       id_product=glue.hex4(device.id_product), device=glue.remote_device_info(device))
         if ctx.check_mode:
@@ -295,7 +345,7 @@ def converge(ctx):
             ctx.sysfs.journal.append(Change("attach", VHCI + "/attach", "%s:%d/%s" % (server, tcp_port, device.busid)))
             new_line = "port ? (new): %s:%d/%s -> (would attach)" % (server, tcp_port, device.busid)
         else:
-            port = client.attach(server, tcp_port, device.busid, vhci, timeout=timeout).port
+            port = client.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
 
     local_busid = None
     local = None
@@ -327,7 +377,13 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             server=dict(type="str", required=True),
-            port=dict(type="int", default=3240),
+            port=dict(type="int"),
+            tls=dict(type="dict", options=dict(
+                ca=dict(type="path", required=True),
+                cert=dict(type="path", required=True),
+                key=dict(type="path", required=True, no_log=False),
+                server_name=dict(type="str"),
+            )),
             busid=dict(type="str"),
             match=glue.match_args("vendor", "product"),
             state=dict(type="str", choices=["present", "absent"], default="present"),

@@ -83,7 +83,7 @@ def test_global_argument_errors_are_one_line(usbip, argv):
 def test_tcp_port_is_decimal_up_to_65535(usbip, monkeypatch):
     seen = []
 
-    def list_devices(host, port, timeout=10.0):
+    def list_devices(host, port, timeout=10.0, tls=None):
         seen.append((host, port))
         return []
 
@@ -101,7 +101,7 @@ def test_tcp_port_is_decimal_up_to_65535(usbip, monkeypatch):
 def test_socket_errors_are_one_line(usbip, monkeypatch, error):
     from usbip.net import client
 
-    def list_devices(host, port, timeout=10.0):
+    def list_devices(host, port, timeout=10.0, tls=None):
         raise error
 
     monkeypatch.setattr(client, "list_devices", list_devices)
@@ -113,7 +113,7 @@ def test_socket_errors_are_one_line(usbip, monkeypatch, error):
 def test_interrupt_exits_130(usbip, monkeypatch):
     from usbip.net import client
 
-    def list_devices(host, port, timeout=10.0):
+    def list_devices(host, port, timeout=10.0, tls=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(client, "list_devices", list_devices)

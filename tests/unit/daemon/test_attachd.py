@@ -71,6 +71,18 @@ def test_config_parsing():
     assert second.busid is None and second.match.vendor == 0x1d6b and second.port == 3240
 
 
+def test_tls_attachments_default_to_the_tls_port():
+    config = parse_config({"tls": {"ca": "/etc/usbip/tls/ca.crt", "cert": "/c.crt", "key": "/c.key"}, "attachments": [
+        {"server": "10.76.0.1", "busid": "usbip-vudc.0", "tls": True, "server_name": "server1"},
+        {"server": "10.76.0.1", "busid": "usbip-vudc.1"},
+    ]})
+    secure, plain = config["attachments"]
+    assert (secure.tls, secure.port, secure.server_name) == (True, 3241, "server1")
+    assert (plain.tls, plain.port) == (False, 3240)
+    assert config["tls"]["cert"] == "/c.crt"
+    assert str(secure) == "tls://10.76.0.1:3241/usbip-vudc.0"
+
+
 @pytest.mark.parametrize("data", [
     {"attachments": [{"server": "x", "busid": "../../x"}]},
     {"attachments": [{"server": "x", "busid": "1-1", "match": {"vendor": "1"}}]},
@@ -79,6 +91,9 @@ def test_config_parsing():
     {"attachments": [{"busid": "1-1"}]},
     {"colour": "red"},
     {"retry": {"forever": True}},
+    {"attachments": [{"server": "x", "busid": "1-1", "tls": True}]},  # tls without certificates
+    {"tls": {"ca": "/c"}, "attachments": []},  # some of the certificates
+    {"tls": {"ca": "/c", "cert": "/d", "key": "/k"}, "attachments": [{"server": "x", "busid": "1-1", "tls": "yes"}]},
 ])
 def test_bad_config_is_refused(data):
     with pytest.raises(UsbipError):

@@ -34,9 +34,13 @@ class Declared:
     port: int
     busid: Optional[str] = None
     match: Optional[object] = None  # usbip.select.Match
+    #: Import inside TLS with the configuration's ``tls`` certificates; the name the server's
+    #: certificate must carry (default: ``server``).
+    tls: bool = False
+    server_name: Optional[str] = None
 
     def __str__(self) -> str:
-        return "%s:%d/%s" % (self.server, self.port, self.busid or self.match)
+        return "%s%s:%d/%s" % ("tls://" if self.tls else "", self.server, self.port, self.busid or self.match)
 
 
 def parse_config(data: object) -> dict:
@@ -44,17 +48,24 @@ def parse_config(data: object) -> dict:
     from ..select import Match  # noqa: PLC0415
     from ..sysfs import validate  # noqa: PLC0415
 
-    if not isinstance(data, dict) or set(data) - {"interval", "retry", "attachments"}:
-        raise UsbipError("the configuration is a mapping of interval, retry and attachments")
+    if not isinstance(data, dict) or set(data) - {"interval", "retry", "attachments", "tls"}:
+        raise UsbipError("the configuration is a mapping of interval, retry, tls and attachments")
     retry = data.get("retry") or {}
     if not isinstance(retry, dict) or set(retry) - {"initial", "max"}:
         raise UsbipError("retry takes initial and max (seconds)")
+    tls = data.get("tls") or {}
+    if not isinstance(tls, dict) or set(tls) != ({"ca", "cert", "key"} if tls else set()):
+        raise UsbipError("tls takes ca, cert and key (paths), all three")
     declared = []
     for entry in data.get("attachments") or []:
-        if not isinstance(entry, dict) or set(entry) - {"server", "port", "busid", "match"} \
+        if not isinstance(entry, dict) or set(entry) - {"server", "port", "busid", "match", "tls", "server_name"} \
                 or "server" not in entry or ("busid" in entry) == ("match" in entry):
             raise UsbipError("an attachment is {server, port, busid} or {server, port, match: {vendor, product}},"
-                             " got %r" % (entry,))
+                             " optionally with tls: true and server_name, got %r" % (entry,))
+        secure = entry.get("tls", False)
+        if not isinstance(secure, bool) or (secure and not tls):
+            raise UsbipError("an attachment's tls is true or false, and true needs the tls certificates: %r"
+                             % (entry,))
         match = None
         if "match" in entry:
             criteria = entry["match"]
@@ -62,9 +73,11 @@ def parse_config(data: object) -> dict:
                 raise UsbipError("an attachment match takes vendor and product (a server lists nothing else)")
             match = Match.checked(**criteria)
         declared.append(Declared(
-            server=str(entry["server"]), port=validate.tcp_port(entry.get("port", 3240)),
-            busid=validate.busid(entry["busid"]) if "busid" in entry else None, match=match))
+            server=str(entry["server"]), port=validate.tcp_port(entry.get("port", 3241 if secure else 3240)),
+            busid=validate.busid(entry["busid"]) if "busid" in entry else None, match=match, tls=secure,
+            server_name=str(entry["server_name"]) if entry.get("server_name") else None))
     return {
+        "tls": {key: str(value) for key, value in tls.items()},
         "interval": float(data.get("interval", 2)),
         "initial": float(retry.get("initial", 1)),
         "max": float(retry.get("max", 8)),
@@ -125,7 +138,7 @@ class Supervisor:
         return complete
 
 
-def _real_io(sysfs):
+def _real_io(sysfs, tls: Dict[str, str]):
     """``present`` and ``attach`` against this host's vhci and the network."""
     from ..attachment import attachments  # noqa: PLC0415
     from ..net import client  # noqa: PLC0415
@@ -134,6 +147,17 @@ def _real_io(sysfs):
 
     vhci = Vhci(sysfs)
     resolved: Dict[Declared, str] = {}
+    endpoints: Dict[Optional[str], object] = {}
+
+    def endpoint(d: Declared):
+        """The TLS endpoint of ``d`` (one per server name, certificates read once), or None."""
+        if not d.tls:
+            return None
+        if d.server_name not in endpoints:
+            from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
+
+            endpoints[d.server_name] = TlsEndpoint(TlsConfig(server_name=d.server_name, **tls), server_side=False)
+        return endpoints[d.server_name]
 
     def present(d: Declared) -> bool:
         busid = d.busid or resolved.get(d)
@@ -145,10 +169,10 @@ def _real_io(sysfs):
     def attach(d: Declared) -> int:
         busid = d.busid
         if busid is None:
-            devices = client.list_devices(d.server, d.port)
+            devices = client.list_devices(d.server, d.port, tls=endpoint(d))
             busid = select_remote(devices, d.match, "on %s:%d" % (d.server, d.port)).busid
             resolved[d] = busid
-        return client.attach(d.server, d.port, busid, vhci).port
+        return client.attach(d.server, d.port, busid, vhci, tls=endpoint(d)).port
 
     return present, attach
 
@@ -180,7 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 config = parse_config(yaml.safe_load(f) or {})
         except (OSError, yaml.YAMLError) as err:
             raise UsbipError("cannot read %s: %s" % (args.config, err)) from None
-        present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")))
+        present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")), config["tls"])
         supervisor = Supervisor(config["attachments"], present, attach, config["initial"], config["max"])
         log.info("supervising %d attachment(s): %s", len(config["attachments"]),
                  ", ".join(map(str, config["attachments"])) or "none")

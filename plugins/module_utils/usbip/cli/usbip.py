@@ -90,6 +90,8 @@ PROG = "usbip"
 #: The IANA port (``USBIP_PORT``); spelled out so that commands that never
 #: touch the network do not pay for importing the protocol package.
 DEFAULT_TCP_PORT = 3240
+#: ``USBIP_TLS_PORT``, spelled out for the same reason (ssl is slow to import).
+DEFAULT_TLS_PORT = 3241
 SYSFS_ROOT_ENV = "USBIP_SYSFS_ROOT"
 _INT_MAX = 2**31 - 1
 
@@ -119,8 +121,15 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
     )
     parser.add_argument("-d", "--debug", action="store_true", help="print debugging messages")
     parser.add_argument("-l", "--log", action="store_true", help="send messages to syslog as well")
-    parser.add_argument("-t", "--tcp-port", type=checked(validate.tcp_port), default=DEFAULT_TCP_PORT,
-                        metavar="PORT", help="TCP port of the remote usbipd (default %d)" % DEFAULT_TCP_PORT)
+    parser.add_argument("-t", "--tcp-port", type=checked(validate.tcp_port), default=None, metavar="PORT",
+                        help="TCP port of the remote usbipd (default %d, with TLS %d)"
+                        % (DEFAULT_TCP_PORT, DEFAULT_TLS_PORT))
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="talk to the remote usbipd inside TLS; FILE holds the CA certificates that sign it")
+    parser.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM), with --tls-ca")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM), with --tls-ca")
+    parser.add_argument("--tls-server-name", metavar="NAME",
+                        help="name the server's certificate must carry (default: the remote HOST)")
     sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
     commands: Dict[str, Parser] = {}
 
@@ -228,6 +237,8 @@ class _Context:
     def __init__(self, args: argparse.Namespace, reporter: Reporter, parser: Parser, commands: Dict[str, Parser],
                  sysfs: Optional[Sysfs], names: Optional[UsbIds]) -> None:
         self.args = args
+        #: A client TLS endpoint when the --tls-* options ask for USB/IP over TLS.
+        self.tls: Any = None
         self.reporter = reporter
         self.parser = parser
         self.commands = commands
@@ -387,6 +398,24 @@ def _cmd_version(ctx: _Context) -> int:
     return EXIT_OK
 
 
+def _tls(args) -> Any:
+    """The client TLS endpoint the --tls-* options ask for, or None; sets the default port."""
+    if not getattr(args, "tls_ca", None):
+        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None) or getattr(args, "tls_server_name", None):
+            raise UsageError("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
+        if args.tcp_port is None:
+            args.tcp_port = DEFAULT_TCP_PORT
+        return None
+    if not args.tls_cert or not args.tls_key:
+        raise UsageError("TLS needs --tls-cert and --tls-key with --tls-ca")
+    from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
+
+    if args.tcp_port is None:
+        args.tcp_port = DEFAULT_TLS_PORT
+    return TlsEndpoint(TlsConfig(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca,
+                                 server_name=args.tls_server_name), server_side=False)
+
+
 def _cmd_list(ctx: _Context) -> int:
     args = ctx.args
     if args.json and args.parsable:
@@ -396,7 +425,7 @@ def _cmd_list(ctx: _Context) -> int:
         from ..net import client  # noqa: PLC0415
 
         ctx.reporter.debug("asking %s:%d for its exportable devices" % (args.remote, args.tcp_port))
-        devices = client.list_devices(args.remote, args.tcp_port)
+        devices = client.list_devices(args.remote, args.tcp_port, tls=ctx.tls)
         locals_ = [None] * len(devices)
     elif args.local:
         from ..sysfs.host import HostDriver  # noqa: PLC0415
@@ -470,7 +499,7 @@ def _cmd_attach(ctx: _Context) -> int:
     from ..sysfs.vhci import Vhci  # noqa: PLC0415
 
     ctx.reporter.debug("importing %s from %s:%d" % (args.busid, args.remote, args.tcp_port))
-    attached = client.attach(args.remote, args.tcp_port, args.busid, Vhci(ctx.sysfs))
+    attached = client.attach(args.remote, args.tcp_port, args.busid, Vhci(ctx.sysfs), tls=ctx.tls)
     ctx.reporter.debug("%s from %s:%d is attached to port %d" % (
         attached.busid, attached.host, attached.tcp_port, attached.port))
     return EXIT_OK
@@ -541,6 +570,7 @@ def main(argv: Optional[Sequence[str]] = None, *, sysfs: Optional[Sysfs] = None,
     reporter = Reporter(PROG, debug=args.debug, syslog=args.log)
     ctx = _Context(args, reporter, parser, commands, sysfs, names)
     try:
+        ctx.tls = _tls(args)
         return _COMMANDS[args.command](ctx)
     except (UsageError, UsbipError, OSError) as err:
         return reporter.failure(err)

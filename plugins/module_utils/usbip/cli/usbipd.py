@@ -4,7 +4,8 @@
 
 Accepts the C daemon's command line (``-4 -6 -e -D -d -P -t``) and adds what
 operators keep asking it for: listen addresses, an allow-list of client
-networks, limits, and a YAML configuration file. It runs in the foreground by
+networks, limits, USB/IP inside TLS with client certificates (the kernel
+keeps the data path: see ``usbip.net.tls``), and a YAML configuration file. It runs in the foreground by
 default, which is what systemd wants; ``-D`` daemonizes and logs to syslog.
 """
 
@@ -39,6 +40,13 @@ def _parser() -> Parser:
                    help="listen on this address only (repeatable; default: every address)")
     p.add_argument("-a", "--allow", action="append", metavar="CIDR",
                    help="serve only clients from this network (repeatable; default: everyone)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve USB/IP inside TLS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument("--tls-ca", metavar="FILE", help="CA certificates that sign the clients' certificates (PEM)")
+    p.add_argument("--tls-port", metavar="PORT", help="TCP port of USB/IP over TLS (default 3241)")
+    p.add_argument("--tls-allow-name", action="append", metavar="NAME",
+                   help="admit only client certificates with this name (CN, DNS or IP; repeatable)")
+    p.add_argument("--tls-only", action="store_true", help="do not serve plain USB/IP beside TLS")
     p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (command-line options override it)")
     p.add_argument("--syslog", action="store_true", help="log to syslog even in the foreground")
     p.add_argument("-v", "--version", action="version", version="usbipd (usbip.usbip %s, Python)" % __version__)
@@ -58,7 +66,8 @@ def load_config(path: str) -> dict:
         raise UsbipError("%s is not valid YAML: %s" % (path, err)) from None
     if not isinstance(data, dict):
         raise UsbipError("%s must hold a mapping" % path)
-    known = {"port", "listen", "allow", "modes", "exports", "read_timeout", "max_connections", "max_per_client"}
+    known = {"port", "listen", "allow", "modes", "exports", "read_timeout", "max_connections", "max_per_client",
+             "tls"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsbipError("%s: unknown settings %s (known: %s)" % (path, ", ".join(unknown), ", ".join(sorted(known))))
@@ -84,7 +93,42 @@ def _options(args, config: dict):
     )
     if args.ipv4 != args.ipv6:  # one of them alone restricts, both or neither mean both
         options.ipv4, options.ipv6 = args.ipv4, args.ipv6
+    _tls_options(args, config.get("tls") or {}, options)
     return options
+
+
+_TLS_KEYS = {"cert", "key", "ca", "port", "allow_names", "only"}
+
+
+def _tls_options(args, config: dict, options) -> None:
+    """``tls:`` of the configuration, overridden by the --tls-* options."""
+    from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
+    from ..protocol import USBIP_TLS_PORT  # noqa: PLC0415
+    from ..sysfs import validate  # noqa: PLC0415
+
+    if not isinstance(config, dict):
+        raise UsbipError("tls must be a mapping with %s" % ", ".join(sorted(_TLS_KEYS)))
+    unknown = sorted(set(config) - _TLS_KEYS)
+    if unknown:
+        raise UsbipError("tls: unknown settings %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(_TLS_KEYS))))
+    paths = {key: getattr(args, "tls_" + key) or config.get(key) for key in ("cert", "key", "ca")}
+    names = args.tls_allow_name or config.get("allow_names") or []
+    only = args.tls_only or bool(config.get("only", False))
+    if not any(paths.values()):
+        if only or args.tls_port or names:
+            raise UsbipError("TLS settings without a certificate: give tls cert, key and ca")
+        return
+    missing = sorted(key for key, value in paths.items() if not value)
+    if missing:
+        raise UsbipError("TLS needs cert, key and ca; missing: %s" % ", ".join(missing))
+    if not isinstance(names, list):
+        raise UsbipError("tls: allow_names must be a list")
+    port = validate.tcp_port(args.tls_port if args.tls_port is not None else config.get("port", USBIP_TLS_PORT))
+    if not only and port == options.port:
+        raise UsbipError("the TLS port and the plain USB/IP port are both %d" % port)
+    config_ = TlsConfig(cert=str(paths["cert"]), key=str(paths["key"]), ca=str(paths["ca"]),
+                        allow_names=frozenset(str(n) for n in names))
+    options.tls, options.tls_port, options.plain = TlsEndpoint(config_, server_side=True), port, not only
 
 
 def _daemonize() -> None:

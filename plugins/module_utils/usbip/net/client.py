@@ -78,36 +78,83 @@ def connect(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.so
     raise ConnectError("cannot connect to %s:%d: %s" % (host, port, last.strerror if last else "no address"))
 
 
-def _exchange(sock: socket.socket, request, limit: Optional[int] = None):
+def _exchange(sock: socket.socket, request, limit: Optional[int] = None, session=None):
     """Send one request and read exactly its reply.
 
     ``limit`` caps what is read so that nothing past an import reply is taken
-    off the socket: those bytes belong to the kernel.
+    off the socket: those bytes belong to the kernel. Over TLS (``session``, a
+    :class:`~usbip.net.tls.TlsSession`) the socket is read a record at a time
+    for the same reason.
     """
-    sock.sendall(request.encode())
+    if session is None:
+        sock.sendall(request.encode())
+    else:
+        session.send(request.encode())
+        sock.sendall(session.data_to_send())
     reader = ReplyReader(request)
     received = 0
     while True:
         reply = reader.next_message()
         if reply is not NEED_DATA:
+            if session is not None and reader.trailing_data:
+                raise UsbipError("the server sent %d bytes past its reply" % len(reader.trailing_data))
             return reply
+        if session is not None:
+            reader.feed(_tls_record(sock, session))
+            continue
         size = 65536 if limit is None else limit - received
-        try:
-            data = sock.recv(size)
-        except socket.timeout:
-            raise UsbipError("the server did not answer in time") from None
-        except OSError as err:
-            raise UsbipError("connection to the server failed: %s" % err.strerror) from None
-        if not data:
-            raise UsbipError("the server closed the connection before a complete reply")
+        data = _recv(sock, size)
         received += len(data)
         reader.feed(data)
 
 
-def list_devices(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> List[UsbDevice]:
-    """The server's exportable devices (OP_REQ_DEVLIST)."""
+def _recv(sock: socket.socket, size: int) -> bytes:
+    try:
+        data = sock.recv(size)
+    except socket.timeout:
+        raise UsbipError("the server did not answer in time") from None
+    except OSError as err:
+        raise UsbipError("connection to the server failed: %s" % err.strerror) from None
+    if not data:
+        raise UsbipError("the server closed the connection before a complete reply")
+    return data
+
+
+def _tls_record(sock: socket.socket, session) -> bytes:
+    """Read one whole TLS record, no byte more; the plaintext it carried (maybe none)."""
+    while True:
+        plain = session.receive(_recv(sock, session.record_needed()))
+        if session.buffered == 0:
+            return plain
+
+
+def _tls_handshake(sock: socket.socket, tls, host: str):
+    session = tls.session(host)
+    try:
+        while True:
+            out = session.data_to_send()
+            if out:
+                sock.sendall(out)
+            if session.established:
+                return session
+            _tls_record(sock, session)
+    except BaseException:
+        session.close()
+        raise
+
+
+def list_devices(host: str, port: int, timeout: float = DEFAULT_TIMEOUT, tls=None) -> List[UsbDevice]:
+    """The server's exportable devices (OP_REQ_DEVLIST); over TLS with ``tls``
+    (a client :class:`~usbip.net.tls.TlsEndpoint`)."""
     with connect(host, port, timeout) as sock:
-        reply = _exchange(sock, DevlistRequest())
+        if tls is None:
+            reply = _exchange(sock, DevlistRequest())
+        else:
+            session = _tls_handshake(sock, tls, host)
+            try:
+                reply = _exchange(sock, DevlistRequest(), session=session)
+            finally:
+                session.close()
     # ReplyReader(DevlistRequest()) yields nothing but a DevlistReply.
     if reply.status != Status.OK:
         raise UsbipError("the server refused to list devices: %s" % reply.status.description)
@@ -125,27 +172,38 @@ def tune(sock: socket.socket) -> None:
 
 
 def import_device(
-    host: str, port: int, busid: str, timeout: float = DEFAULT_TIMEOUT
+    host: str, port: int, busid: str, timeout: float = DEFAULT_TIMEOUT, tls=None
 ) -> Tuple[socket.socket, UsbDevice]:
-    """Import ``busid``; returns the socket, ready for vhci, and the device record."""
+    """Import ``busid``; returns the socket, ready for vhci, and the device record.
+
+    With ``tls`` the exchange runs inside TLS and the socket comes back with
+    the session's keys installed in the kernel.
+    """
     busid = validate.busid(busid)
     sock = connect(host, port, timeout)
+    session = None
     try:
         tune(sock)
-        reply = _exchange(sock, ImportRequest(busid), limit=_IMPORT_REPLY_MAX)
+        if tls is not None:
+            session = _tls_handshake(sock, tls, host)
+        reply = _exchange(sock, ImportRequest(busid), limit=_IMPORT_REPLY_MAX, session=session)
         # The codec guarantees an ImportReply that carries a device exactly when its status is OK.
         if reply.status != Status.OK:
             raise ImportRefused(busid, reply.status)
         if reply.device.busid != busid:
             raise UsbipError("the server answered for %s instead of %s" % (reply.device.busid, busid))
+        if session is not None:
+            session.hand_over(sock)
         sock.settimeout(None)
         return sock, reply.device
     except BaseException:
+        if session is not None:
+            session.close()
         sock.close()
         raise
 
 
-def attach(host: str, port: int, busid: str, vhci, timeout: float = DEFAULT_TIMEOUT) -> Attached:
+def attach(host: str, port: int, busid: str, vhci, timeout: float = DEFAULT_TIMEOUT, tls=None) -> Attached:
     """Import ``busid`` from ``host`` and attach it to a free vhci port.
 
     ``vhci`` (a :class:`~usbip.sysfs.vhci.Vhci`) is checked before connecting,
@@ -154,7 +212,7 @@ def attach(host: str, port: int, busid: str, vhci, timeout: float = DEFAULT_TIME
     busid = validate.busid(busid)
     port = validate.tcp_port(port)
     vhci.check_loaded()
-    sock, device = import_device(host, port, busid, timeout)
+    sock, device = import_device(host, port, busid, timeout, tls=tls)
     with sock:
         # After attach the kernel holds its own reference; ours is closed.
         vport = vhci.attach(sock.fileno(), device.devid, device.speed, record=(host, port, busid))

@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..errors import UsbipError
 from ..protocol import (
     NEED_DATA,
+    USBIP_TLS_PORT,
     DevlistReply,
     DevlistRequest,
     ImportReply,
@@ -34,6 +35,7 @@ from ..protocol import (
 from ..sysfs import validate
 from . import client
 from .catalog import Catalog, status_for
+from .tls import TlsError
 from .uevents import UeventWatcher
 
 log = logging.getLogger("usbipd")
@@ -57,6 +59,11 @@ class ServerOptions:
     max_per_client: int = 64
     ipv4: bool = True
     ipv6: bool = True
+    #: USB/IP inside TLS on ``tls_port`` (a server :class:`~usbip.net.tls.TlsEndpoint`), and
+    #: whether plain USB/IP stays on ``port`` beside it.
+    tls: Optional[object] = None
+    tls_port: int = USBIP_TLS_PORT
+    plain: bool = True
 
 
 def parse_networks(values: Sequence[str]) -> Tuple[Network, ...]:
@@ -104,12 +111,15 @@ class UsbipServer:
         self.catalog = catalog
         self.options = options
         self.listening: List[socket.socket] = []
+        #: The listening sockets that speak TLS.
+        self.tls_listening: List[socket.socket] = []
         self.servers: list = []
         self.connections: Dict[object, int] = {}
         self.active = 0
         self.on_change = on_change
         self.watcher = UeventWatcher(self._changed)
-        self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0}
+        self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0,
+                      "tls_refused": 0}
         #: The last DEVLIST reply, keyed on the catalog generation and the devices in it.
         self._devlist: Tuple[object, bytes] = (None, b"")
 
@@ -121,20 +131,24 @@ class UsbipServer:
     def bind(self) -> None:
         """Open the listening sockets now, so that a daemon reports a taken port
         or a wrong address before it detaches from its terminal."""
-        for family, host in self._bind_targets():
+        ports = ([(self.options.port, False)] if self.options.plain else []) + \
+            ([(self.options.tls_port, True)] if self.options.tls is not None else [])
+        for (family, host), (port, secure) in ((t, p) for t in self._bind_targets() for p in ports):
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
-                sock.bind((host, self.options.port))
+                sock.bind((host, port))
             except OSError as err:
                 sock.close()
                 if not self.options.addresses and err.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
                     log.warning("not listening on %s: %s", _show(host, family), err.strerror)
                     continue
                 raise UsbipError("cannot listen on %s port %d: %s"
-                                 % (_show(host, family), self.options.port, err.strerror)) from None
+                                 % (_show(host, family), port, err.strerror)) from None
+            if secure:
+                self.tls_listening.append(sock)
             # As deep as the C daemon's: a burst of clients (1000 connecting at once in the
             # benchmarks) must wait in the queue, not overflow it and be dropped by the kernel.
             sock.listen(socket.SOMAXCONN)
@@ -150,10 +164,13 @@ class UsbipServer:
         loop = asyncio.get_running_loop()
         log.info("device list kept current by %s", self.watcher.start(loop))
         for sock in self.listening:
-            server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=socket.SOMAXCONN)
+            secure = sock in self.tls_listening
+            kind = _TlsConnection if secure else _Connection
+            server = await loop.create_server(lambda kind=kind: kind(self), sock=sock, backlog=socket.SOMAXCONN)
             self.servers.append(server)
             name = sock.getsockname()
-            log.info("listening on %s port %d", _show(name[0], sock.family), name[1])
+            log.info("listening on %s port %d%s", _show(name[0], sock.family), name[1],
+                     " (USB/IP over TLS)" if secure else "")
 
     def _bind_targets(self):
         if self.options.addresses:
@@ -289,6 +306,10 @@ class _Connection(asyncio.Protocol):
                 log.exception("internal error serving %s", self.peer)
                 self.transport.abort()
             return
+        self._request_bytes(data)
+
+    def _request_bytes(self, data: bytes) -> None:
+        """Bytes of the request (plaintext, over TLS): answer it once it is whole."""
         self.reader.feed(data)
         try:
             request = self.reader.next_message()
@@ -309,7 +330,7 @@ class _Connection(asyncio.Protocol):
             return
         try:
             if isinstance(request, DevlistRequest):
-                self.transport.write(self.server.devlist())
+                self._reply(self.server.devlist())
                 self.transport.close()
             elif isinstance(request, ImportRequest):
                 self._import(request)
@@ -317,15 +338,84 @@ class _Connection(asyncio.Protocol):
             log.exception("internal error serving %s", self.peer)
             self.transport.abort()
 
+    def _reply(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def _prepare_import(self, raw: socket.socket) -> None:
+        """Last step before the socket is the kernel's (over TLS: install the keys)."""
+
     def _import(self, request: ImportRequest) -> None:
         self.transport.pause_reading()  # from here on the bytes are the kernel's
         sock = self.transport.get_extra_info("socket")
         raw = socket.socket(fileno=sock.fileno())
         try:
+            self._prepare_import(raw)
             reply, exported = self.server.import_device(request, raw, self.peer)
             raw.sendall(reply)
+        except TlsError as err:
+            self.server.stats["bad"] += 1
+            log.warning("%s: %s: closed", self.peer, err)
         except OSError as err:
             log.info("%s: reply not sent: %s", self.peer, err)
         finally:
             raw.detach()  # the transport owns the descriptor and closes it
         self.transport.abort()
+
+
+class _TlsConnection(_Connection):
+    """One client, one request, inside TLS 1.3; an exported socket goes to the kernel with its keys.
+
+    The client must present a certificate of the configured CA, and one of the
+    allowed names if a list is configured, before a byte of USB/IP is read.
+    """
+
+    def __init__(self, server: UsbipServer) -> None:
+        super().__init__(server)
+        self.session = None
+        self.identified = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.counted:
+            self.session = self.server.options.tls.session()
+
+    def connection_lost(self, exc) -> None:
+        super().connection_lost(exc)
+        if self.session is not None:
+            self.session.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            plain = self.session.receive(data)
+            out = self.session.data_to_send()
+            if out:
+                self.transport.write(out)
+        except TlsError as err:
+            self.server.stats["tls_refused"] += 1
+            log.warning("connection from %s refused: %s", self.peer, err)
+            self.transport.abort()
+            return
+        except Exception:  # the loop must outlive any one connection
+            log.exception("internal error in the TLS session with %s", self.peer)
+            self.transport.abort()
+            return
+        if self.session.established and not self.identified:
+            names = self.session.peer_names
+            allowed = self.server.options.tls.config.allow_names
+            if allowed and not names & allowed:
+                self.server.stats["tls_refused"] += 1
+                log.warning("connection from %s refused: certificate %s is not an allowed client name",
+                            self.peer, ", ".join(sorted(names)) or "(no name)")
+                self.transport.abort()
+                return
+            self.identified = True
+            log.debug("%s identified as %s", self.peer, ", ".join(sorted(names)))
+        if plain:
+            self._request_bytes(plain)
+
+    def _reply(self, data: bytes) -> None:
+        self.session.send(data)
+        self.transport.write(self.session.data_to_send())
+
+    def _prepare_import(self, raw: socket.socket) -> None:
+        self.session.hand_over(raw)

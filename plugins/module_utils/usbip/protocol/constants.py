@@ -14,6 +14,8 @@ USBIP_VERSION = 0x0111
 """The only version the C tools accept; anything else is a hard mismatch."""
 
 USBIP_PORT = 3240
+#: This collection's USB/IP inside TLS (``usbip.net.tls``); not part of the C tools' protocol.
+USBIP_TLS_PORT = 3241
 
 OP_REQUEST = 0x8000
 """Bit set in a request's code; the reply repeats the bare op."""

@@ -30,11 +30,11 @@ class Server:
         self.lists = 0
         self.imports = []
 
-    def list_devices(self, host, port, timeout=10.0):
+    def list_devices(self, host, port, timeout=10.0, tls=None):
         self.lists += 1
         return list(self.devices)
 
-    def attach(self, host, port, busid, vhci, timeout=10.0):
+    def attach(self, host, port, busid, vhci, timeout=10.0, tls=None):
         device = next(d for d in self.devices if d.busid == busid)
         self.imports.append((host, port, busid))
         vport = vhci.attach(7, device.devid, device.speed, record=(host, port, busid))
@@ -169,7 +169,7 @@ def test_unknown_busid_names_what_the_server_offers(run_module, fake, server):
 
 
 def test_an_unreachable_server_gets_a_hint(run_module, fake, monkeypatch):
-    def refuse(host, port, timeout=10.0):
+    def refuse(host, port, timeout=10.0, tls=None):
         raise client.ConnectError("cannot connect to %s:%d: Connection refused" % (host, port))
     monkeypatch.setattr(client, "list_devices", refuse)
     result = run(run_module, fake, {"busid": "17-1"})
@@ -178,7 +178,7 @@ def test_an_unreachable_server_gets_a_hint(run_module, fake, monkeypatch):
 
 
 def test_wait_times_out_with_a_clear_error(run_module, fake, server, monkeypatch):
-    def attach_without_enumeration(host, port, busid, vhci, timeout=10.0):
+    def attach_without_enumeration(host, port, busid, vhci, timeout=10.0, tls=None):
         device = server.devices[0]
         return client.Attached(vhci.attach(7, device.devid, device.speed, record=(host, port, busid)), device,
                                host, port, busid)
