@@ -42,6 +42,23 @@ def host_facts() -> dict:
     }
 
 
+def merge(kept_path: str, new: dict, facts: dict) -> dict:
+    """The kept run with the phases of ``new`` put in, each noted with when and where it ran."""
+    with open(kept_path) as f:
+        kept = json.load(f)
+    for name, phase in new.get("phases", {}).items():
+        if name == "machine":
+            continue
+        kept.setdefault("phases", {})[name] = phase
+        kept.setdefault("durations", {})[name] = new.get("durations", {}).get(name)
+        kept.setdefault("errors", {}).pop(name, None)
+        if name in new.get("errors", {}):
+            kept["errors"][name] = new["errors"][name]
+        kept.setdefault("phase_runs", {})[name] = "%s, host load average %s" % (
+            facts.get("date", "?"), "/".join("%.1f" % v for v in facts.get("host_load", [])) or "?")
+    return kept
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=1500, help="hard bound on the guest, seconds")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--from", dest="source", help="render this results.json instead of running")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the phases of the last kept run and replace only those run now (with --phases)")
     args = parser.parse_args(argv)
 
     if args.source:
@@ -83,6 +102,8 @@ def main(argv=None) -> int:
         results["host"] = facts
         results["guest_rc"] = result.rc
         results["guest_elapsed"] = result.elapsed
+        if args.merge and os.path.exists(KEPT):
+            results = merge(KEPT, results, facts)
         os.makedirs(os.path.dirname(KEPT), exist_ok=True)
         with open(KEPT, "w") as f:
             json.dump(results, f, indent=1)

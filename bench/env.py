@@ -161,14 +161,55 @@ class Daemon:
         self.log.close()
 
 
-def our_daemon(port: int, device: bool, config: Optional[dict] = None) -> Daemon:
-    argv = [VENV_PYTHON, "-m", "usbip.cli.usbipd", "-4"] + (["--device"] if device else [])
+def our_daemon(port: int, device: bool, config: Optional[dict] = None, debug: bool = False) -> Daemon:
+    argv = [VENV_PYTHON, "-m", "usbip.cli.usbipd", "-4"] + (["--device"] if device else []) + \
+        (["--debug"] if debug else [])
     if config:
         path = os.path.join(WORK, "usbipd-%d.json" % port)
         with open(path, "w") as f:
             json.dump(config, f)  # JSON is YAML
         argv += ["--config", path]
     return Daemon("ours", argv, port)
+
+
+class SshTunnel:
+    """OpenSSH on loopback: sshd on its own port and ``ssh -N -L local_port:127.0.0.1:remote_port``."""
+
+    def __init__(self, local_port: int, remote_port: int, sshd_port: int = 2222) -> None:
+        home = os.path.join(WORK, "ssh")
+        os.makedirs(home, exist_ok=True)
+        self.key = os.path.join(home, "id_ed25519")
+        host_key = os.path.join(home, "host_ed25519")
+        for path in (self.key, host_key):
+            if not os.path.exists(path):
+                sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path)
+        authorized = os.path.join(home, "authorized_keys")
+        shutil.copy(self.key + ".pub", authorized)
+        os.chmod(authorized, 0o600)
+        config = os.path.join(home, "sshd_config")
+        with open(config, "w") as f:
+            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\nPermitRootLogin yes\n"
+                    "PasswordAuthentication no\nUsePAM no\nStrictModes no\nPidFile %s/sshd.pid\n"
+                    % (sshd_port, host_key, authorized, home))
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(home, "sshd.log"), "w"))
+        wait_for(lambda: listening(sshd_port), 30, "sshd listening")
+        self.ssh = subprocess.Popen(
+            ["ssh", "-N", "-i", self.key, "-p", str(sshd_port), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
+             "-L", "127.0.0.1:%d:127.0.0.1:%d" % (local_port, remote_port), "root@127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: listening(local_port) or self.ssh.poll() is not None, 60, "the ssh port forward")
+        if self.ssh.poll() is not None:
+            raise RuntimeError("ssh -L exited with %s" % self.ssh.returncode)
+        self.version = run(["ssh", "-V"])["out"].strip()
+
+    def stop(self) -> None:
+        for proc in (self.ssh, self.sshd):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
 
 
 def c_daemon(port: int, device: bool) -> Daemon:

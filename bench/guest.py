@@ -318,6 +318,71 @@ def data_path(cfg: Config) -> Dict:
     return runs
 
 
+def tls_path(cfg: Config) -> Dict:
+    """Three mass-storage gadgets exported by our usbipd and attached by our client: plainly, inside
+    TLS handed to the kernel, and through an SSH port forward (the usual answer today). Read in turns.
+
+    The SSH tunnel is OpenSSH on loopback in this guest (``ssh -L`` to the plain port), so its cost is
+    the two userspace copies and the cipher, as on a real network, without a real network's latency.
+    """
+    sys.path.insert(0, env.REPO)
+    from lab import pki  # noqa: PLC0415 - the lab's throw-away certificates
+
+    env.reload_vudc(3)
+    size = cfg.disk_mb << 20
+    names = ("plain", "ktls", "ssh")
+    for n in range(len(names)):
+        Gadgets.make("tls%d" % n, "usbip-vudc.%d" % n, VID, 0x0010 + n, "BENCH-TLS-%d" % n, "mass_storage",
+                     env.backing_file("tls%d" % n, size, seed=10 + n))
+    certs = pki.make_pki(os.path.join(env.WORK, "pki"))
+    port = OUR_PORT + 20
+    daemon = env.our_daemon(port, device=True, debug=True, config={"tls": {
+        "cert": certs["server"], "key": certs["server-key"], "ca": certs["ca"], "port": port + 1}})
+    tunnel = env.SshTunnel(local_port=port + 2, remote_port=port)
+    client = env.console_script("usbip")
+    tls_args = ["--tls-ca", certs["ca"], "--tls-cert", certs["client1"], "--tls-key", certs["client1-key"]]
+    argv = {"plain": env.attach_argv(client, port, "usbip-vudc.0"),
+            "ktls": [client] + tls_args + env.attach_argv(client, port + 1, "usbip-vudc.1")[1:],
+            "ssh": env.attach_argv(client, port + 2, "usbip-vudc.2")}
+    runs: Dict[str, List] = {name: [] for name in names}
+    result: Dict = {"runs": runs, "cipher": None, "ssh": tunnel.version}
+    try:
+        env.settle([0, 1, 2])
+        devices = {}
+        for n, name in enumerate(names):
+            attached = env.run(argv[name], timeout=60)
+            if attached["rc"] != 0:
+                raise RuntimeError("%s attach failed: %s" % (name, attached["out"][-300:]))
+
+            def local(busid="usbip-vudc.%d" % n):
+                for used in env.used_ports():
+                    record = env.vhci().read_record(used)
+                    row = env.vhci().ports()[used]
+                    if record and record.busid == busid and row.local_busid not in ("0-0", ""):
+                        return row.local_busid
+                return None
+            devices[name] = env.block_device_of(env.wait_for(local, 30, "%s's disk enumerated" % name), timeout=60)
+        with open("/proc/net/tls_stat") as f:
+            result["tls_stat"] = f.read()
+        with open(daemon.log.name) as f:
+            result["daemon_log"] = f.read()[-2000:]
+        found = re.search(r"identified as .*\((TLS_\w+)\)", result["daemon_log"])
+        result["cipher"] = found.group(1) if found else None
+        for name in names:  # warm-up read, not counted
+            read_disk(devices[name], 1 << 20, 8)
+        for r in range(cfg.data_rounds):
+            for name in names[r % 3:] + names[:r % 3]:  # each goes first in turn
+                runs[name].append(read_disk(devices[name], size, cfg.small_reads))
+                print("tls %s: %s" % (name, runs[name][-1]), flush=True)
+        env.detach_all()
+        env.settle([0, 1, 2])
+    finally:
+        tunnel.stop()
+        daemon.stop()
+    Gadgets.remove_all()
+    return result
+
+
 def read_disk(dev: str, size: int, small_count: int) -> Dict:
     """``dd`` with O_DIRECT, so every byte crosses USB/IP: 1 MiB reads for throughput, 4 KiB ones for latency.
 
@@ -483,6 +548,7 @@ PHASES: Dict[str, Callable[[Config], Dict]] = {
     "data": data_path,
     "concurrent": concurrent,
     "scaling": scaling,
+    "tls": tls_path,
 }
 
 

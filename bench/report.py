@@ -138,6 +138,27 @@ def data_section(phase: Dict) -> Tuple[List[str], Optional[List[float]]]:
     return lines, rate
 
 
+def tls_section(phase: Dict) -> List[str]:
+    """Plain, kTLS and SSH tunnel, each against plain in the same rounds."""
+    runs = phase.get("runs", {})
+    plain = runs.get("plain", [])
+    lines = ["| transport | bulk read, MB/s (median) | 4 KiB read latency, ms (median) | throughput / plain | "
+             "4 KiB latency / plain | rounds |", "|---|---|---|---|---|---|"]
+    labels = {"plain": "plain USB/IP", "ktls": "USB/IP inside TLS 1.3, records by the kernel (kTLS)",
+              "ssh": "plain USB/IP through an SSH port forward (`ssh -L`)"}
+    for name in ("plain", "ktls", "ssh"):
+        rows = runs.get(name, [])
+        rate = paired_ratios([r.get("mb_s") for r in rows], [r.get("mb_s") for r in plain])
+        lat = paired_ratios([r.get("read_4k_ms") for r in rows], [r.get("read_4k_ms") for r in plain])
+        lines.append("| %s | %s | %s | %s | %s | %d |" % (
+            labels[name], _num(median([r.get("mb_s") for r in rows]), "%.2f"),
+            _num(median([r.get("read_4k_ms") for r in rows]), "%.2f"),
+            "1" if name == "plain" else ratio_text(rate), "1" if name == "plain" else ratio_text(lat), len(rows)))
+    lines += ["", "TLS cipher suite negotiated: %s. SSH: %s, its default cipher, no compression."
+              % (phase.get("cipher") or "?", phase.get("ssh") or "?")]
+    return lines
+
+
 def memory_section(phase: Dict) -> List[str]:
     ours, c = phase.get("ours"), phase.get("c")
     if not ours or not c:
@@ -258,6 +279,10 @@ def render(results: Dict) -> str:
     if conc:
         out += ["### Concurrent attaches", ""] + concurrent_section(conc) + [""]
     out += ["### Data path", ""] + data_lines + [""]
+    if phases.get("tls"):
+        when = (results.get("phase_runs") or {}).get("tls")
+        out += ["### Data path inside TLS", ""] + (["Measured in a later guest boot (%s) than the tables above." % when,
+                                                    ""] if when else []) + tls_section(phases["tls"]) + [""]
     out += ["### Daemon memory with idle connections", ""] + memory_section(mem) + [""]
     out += ["### Module run time when converged (no change)", "",
             "| module | median s | `ansible.builtin.ping`, median s | overhead |", "|---|---|---|---|"]

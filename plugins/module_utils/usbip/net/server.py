@@ -409,7 +409,7 @@ class _TlsConnection(_Connection):
                 self.transport.abort()
                 return
             self.identified = True
-            log.debug("%s identified as %s", self.peer, ", ".join(sorted(names)))
+            log.debug("%s identified as %s (%s)", self.peer, ", ".join(sorted(names)), self.session.cipher)
         if plain:
             self._request_bytes(plain)
 
