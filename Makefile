@@ -53,7 +53,7 @@ fleet: venv lab-deps
 	@echo "==> fleet: site.yml over SSH to a server and a client guest, then persistence"
 	$(PY) -m pytest -v -rA --timeout 2400 tests/fleet
 
-test: lint ansible-lint unit sanity lab-selftest integration
+test: lint ansible-lint unit sanity lab-selftest integration fleet
 
 demo: venv lab-deps
 	@echo "==> demo: converge a server and a client in the lab with playbooks/site.yml"

@@ -59,9 +59,16 @@ def _boot_job(member: Member, pubkey: str) -> str:
         "  %s) ip addr add %s/24 dev $n; ip link set $n up;;" % (member.mac, member.address),
         "  52:54:00:00:00:*) ip addr add 10.0.2.15/24 dev $n; ip link set $n up;;",
         "esac; done",
+        # /root is the host's, under an overlay: its shell start-up files (a pyenv set-up, say) would run at every
+        # SSH session, which bash started by sshd sources; a managed node starts from a clean root account.
+        "for f in .bashrc .profile .bash_profile .bash_login; do rm -f /root/$f; done",
         "mkdir -p /root/.ssh && chmod 700 /root/.ssh",
         "echo %s > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys" % pubkey,
-        "systemctl start ssh",
+        # Without PAM, a session is a fork and an exec: pam_systemd's logind session and the user manager it
+        # starts, pam_motd's scripts and the rest cost seconds per SSH session (per Ansible task) under TCG.
+        "mkdir -p /etc/ssh/sshd_config.d",
+        "printf 'UsePAM no\\nPrintMotd no\\nPrintLastLog no\\nUseDNS no\\n' > /etc/ssh/sshd_config.d/lab.conf",
+        "systemctl restart ssh",
         "echo FLEET-READY %s %s" % (member.name, member.address),
         "while [ ! -e /tmp/xfer/stop-%s ]; do sleep 1; done" % member.name,
     ])

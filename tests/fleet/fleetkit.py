@@ -5,7 +5,7 @@ this module only knows how Ansible reaches them:
 
 - ``collections_tree()`` makes ``usbip.usbip`` resolvable (``ansible_collections/usbip/usbip`` -> this checkout);
 - ``ansible_env()`` is the environment for ``ansible-playbook`` (inventory/hosts.yml reads the SSH ports and key
-  from it);
+  from it, group_vars the directory of the lab's TLS certificates);
 - ``playbook()`` runs one playbook with the lab inventory and returns the completed process;
 - ``disk_content()`` is what prepare.yml writes into the server's mass-storage backing file.
 """
@@ -43,11 +43,22 @@ def collections_tree(base: str) -> str:
     return base
 
 
+def lab_pki() -> str:
+    """The lab fleet's throw-away CA and certificates (``lab.pki``), made once under build/."""
+    directory = os.path.join(REPO, "build", "lab-pki")
+    if not os.path.exists(os.path.join(directory, "client1.key")):
+        from lab import pki  # noqa: PLC0415
+
+        pki.make_pki(directory)
+    return directory
+
+
 def ansible_env(server_ssh_port: int, client_ssh_port: int, ssh_key: str, collections: str,
                 base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Environment for ansible-playbook against the lab fleet."""
     env = dict(os.environ if base is None else base)
     env.update({
+        "USBIP_LAB_PKI": lab_pki(),
         "USBIP_LAB_SERVER1_SSH_PORT": str(server_ssh_port),
         "USBIP_LAB_CLIENT1_SSH_PORT": str(client_ssh_port),
         "USBIP_LAB_SSH_KEY": ssh_key,

@@ -70,6 +70,11 @@ def test_converge_attaches_the_servers_devices(fleet, env):
     wait_attached(fleet, expected, 30)
     print(fleet.ssh(fleet["client1"], "/usr/local/sbin/usbip port").stdout)
     assert disk_digest(fleet) == EXPECTED, "the attached disk must read back the server's backing file"
+    # the disk came over TLS (3241) and its socket is a kernel TLS one; the serial adapter over plain USB/IP
+    ports = json.loads(fleet.ssh(fleet["client1"], "/usr/local/sbin/usbip port --json").stdout)
+    assert {p["remote_busid"]: p["remote_port"] for p in ports} == {"usbip-vudc.0": 3241, serial_busid(fleet): 3240}
+    stat = fleet.ssh(fleet["client1"], "cat /proc/net/tls_stat").stdout
+    assert dict(line.split() for line in stat.splitlines())["TlsCurrRxSw"] == "1", stat
 
 
 def test_second_converge_changes_nothing(fleet, env):
@@ -114,7 +119,7 @@ def test_attachments_survive_a_killed_daemon(fleet, env):
 
 def test_a_cut_connection_is_reattached_by_the_supervisor(fleet, env):
     expected = attached(fleet)
-    fleet.ssh(fleet["client1"], "ss -K dst 10.76.0.1 dport = 3240")
+    fleet.ssh(fleet["client1"], "ss -K dst 10.76.0.1")  # both: the serial adapter (3240) and the disk (TLS, 3241)
     started = time.monotonic()
     # the port frees as soon as vhci sees its socket die, then usbip-attachd attaches again
     took = wait_attached(fleet, expected, 30)
