@@ -104,6 +104,9 @@ def test_fleet_report(fleet, env):
     run = fleetkit.playbook("fleet_report.yml", env)
     assert run.returncode == 0
     assert "usbip-vudc.0" in run.stdout and "client1" in run.stdout
+    # both exports are traced to the client, the disk through the server's TLS port
+    assert run.stdout.count("attached by client1") == 2, run.stdout[-3000:]
+    assert "TLS 3241" in run.stdout and "everything declared is in place" in run.stdout
 
 
 def test_attachments_survive_a_killed_daemon(fleet, env):
