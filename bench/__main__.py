@@ -26,6 +26,8 @@ from lab import qemu
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "performance.md")
 KEPT = os.path.join(REPO, "build", "bench", "results.json")
+#: Where --quick runs go: a smoke run must never replace (or be merged into) the kept results.
+KEPT_QUICK = os.path.join(REPO, "build", "bench", "results-quick.json")
 
 
 def host_facts() -> dict:
@@ -102,13 +104,14 @@ def main(argv=None) -> int:
         results["host"] = facts
         results["guest_rc"] = result.rc
         results["guest_elapsed"] = result.elapsed
-        if args.merge and os.path.exists(KEPT):
-            results = merge(KEPT, results, facts)
-        os.makedirs(os.path.dirname(KEPT), exist_ok=True)
-        with open(KEPT, "w") as f:
+        kept = KEPT_QUICK if args.quick else KEPT
+        if args.merge and os.path.exists(kept):
+            results = merge(kept, results, facts)
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        with open(kept, "w") as f:
             json.dump(results, f, indent=1)
         shutil.rmtree(result.xfer, ignore_errors=True)
-        print("bench: results kept in %s" % os.path.relpath(KEPT, REPO))
+        print("bench: results kept in %s" % os.path.relpath(kept, REPO))
     print(report.summary(results))
     if not args.no_docs:
         report.rewrite(DOC, results)
