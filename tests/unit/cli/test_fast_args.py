@@ -51,7 +51,7 @@ LINES = [
 
 
 def argparse_reading(argv):
-    parser, _ = cli._parser()  # noqa: SLF001
+    parser, _commands = cli._parser()  # noqa: SLF001
     try:
         args = parser.parse_args(argv)
     except (UsageError, ParserExit):
