@@ -99,13 +99,27 @@ def clean_ports():
 
 
 # -- 16 at once ----------------------------------------------------------------------
-def test_sixteen_concurrent_attaches(kernel, gadgets, backing_file, daemons, clean_ports):
-    if len(VudcDriver(kernel).instances()) < 16:
-        # Allowed while no gadget is bound (the gadgets fixture removed every earlier one).
-        assert not [u for u in os.listdir("/sys/class/udc") if u.startswith("usbip-vudc.")
-                    and open("/sys/class/udc/%s/function" % u).read().strip()], "a gadget is still bound"
-        sh("modprobe", "-r", "usbip-vudc")
-        sh("modprobe", "usbip-vudc", "num=16")
+def _reload_vudc(instances: int) -> None:
+    # Allowed while no gadget is bound (the gadgets fixture removed every earlier one).
+    assert not [u for u in os.listdir("/sys/class/udc") if u.startswith("usbip-vudc.")
+                and open("/sys/class/udc/%s/function" % u).read().strip()], "a gadget is still bound"
+    sh("modprobe", "-r", "usbip-vudc")
+    sh("modprobe", "usbip-vudc", "num=%d" % instances)
+
+
+@pytest.fixture
+def sixteen_vudc(kernel):
+    """usbip-vudc with 16 instances for one test, then as many as the session had (other suites count them).
+    Requested before ``gadgets``, so its gadgets are gone when it reloads the module again."""
+    before = len(VudcDriver(kernel).instances())
+    if before < 16:
+        _reload_vudc(16)
+    yield
+    if before < 16:
+        _reload_vudc(before)
+
+
+def test_sixteen_concurrent_attaches(kernel, sixteen_vudc, gadgets, backing_file, daemons, clean_ports):
     assert len(VudcDriver(kernel).instances()) >= 16
     for n in range(16):
         # u_serial has 8 ports (ttyGS0-7): ACM for half of them, small disks for the others.
