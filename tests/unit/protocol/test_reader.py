@@ -264,3 +264,63 @@ def test_noise_gives_typed_errors():
                 _drain(reader)
             except ProtocolError:
                 pass
+
+
+def _big_devlist(devices: int, interfaces: int) -> bytes:
+    from usbip.device import Speed, UsbDevice, UsbInterface
+    from usbip.protocol import DevlistReply
+
+    return DevlistReply(tuple(
+        UsbDevice(path="/sys/devices/platform/vhci/usb1/1-%d" % n, busid="1-%d" % n, busnum=1, devnum=n % 128,
+                  speed=Speed.HIGH, id_vendor=0x1209, id_product=n & 0xFFFF, bcd_device=0x100, device_class=0,
+                  device_subclass=0, device_protocol=0, configuration_value=1, num_configurations=1,
+                  num_interfaces=interfaces, interfaces=tuple(UsbInterface(8, 6, 0x50) for _i in range(interfaces)))
+        for n in range(devices))).encode()
+
+
+def test_a_long_devlist_reply_is_parsed_once_whatever_the_segments(monkeypatch):
+    # Re-parsing from the start on each segment made a 2.6 MiB reply cost the square of its size.
+    from usbip.protocol import reader as reader_module
+
+    wire = _big_devlist(512, 32)
+    parsed = []
+    real = reader_module.read_device
+
+    def counting(cursor, with_interfaces):
+        parsed.append(cursor.offset)
+        return real(cursor, with_interfaces)
+
+    monkeypatch.setattr(reader_module, "read_device", counting)
+    reader = ReplyReader(DevlistRequest())
+    got = NEED_DATA
+    for start in range(0, len(wire), 4096):  # 40 segments
+        reader.feed(wire[start:start + 4096])
+        got = reader.next_message()
+    assert got == decode_reply(wire, DevlistRequest())
+    # each record read once, plus at most one read cut short per segment (re-parsing: ~10,000 reads)
+    assert len(set(parsed)) == 512
+    assert len(parsed) <= 512 + len(wire) // 4096 + 1
+
+
+def test_a_bad_record_in_a_long_devlist_fails_as_soon_as_its_bytes_are_there():
+    wire = bytearray(_big_devlist(64, 1))
+    record = 12 + 10 * 316  # the 11th device record (312 bytes, then one 4-byte interface record)
+    wire[record + 256:record + 288] = b"x" * 32  # its busid loses its NUL terminator
+    reader = ReplyReader(DevlistRequest())
+    reader.feed(bytes(wire[:record + 311]))
+    assert reader.next_message() is NEED_DATA  # the record is one byte short
+    reader.feed(bytes(wire[record + 311:record + 312]))
+    with pytest.raises(ProtocolError):
+        reader.next_message()
+    with pytest.raises(ProtocolError):
+        decode_reply(bytes(wire), DevlistRequest())
+
+
+def test_a_devlist_reader_reads_a_second_reply_from_scratch():
+    wire = _big_devlist(3, 2)
+    reader = ReplyReader(DevlistRequest())
+    reader.feed(wire + wire[:20])
+    assert len(reader.next_message().devices) == 3
+    assert reader.next_message() is NEED_DATA
+    reader.feed(wire[20:])
+    assert len(reader.next_message().devices) == 3

@@ -126,19 +126,30 @@ def read_request(cursor: Cursor) -> Request:
     return ImportRequest(decode_string(cursor.take(BUSID_SIZE), "busid"))
 
 
-def read_reply(cursor: Cursor, request: Request) -> Reply:
-    """Parse the reply to ``request``, checking it answers that very request."""
+def read_reply_head(cursor: Cursor, request: Request) -> Status:
+    """Version, code and status of the reply to ``request``, checking it answers that very request."""
     op, is_request = _read_code(cursor)
     if is_request or op is not request.op:
         kind = "OP_REQ_" if is_request else "OP_REP_"
         raise UnexpectedMessage("%s%s does not answer OP_REQ_%s" % (kind, op.name, request.op.name))
-    status = to_enum(Status, cursor.unpack(U32)[0], "status")
+    return to_enum(Status, cursor.unpack(U32)[0], "status")
+
+
+def read_devlist_count(cursor: Cursor) -> int:
+    """The device count of an OK DEVLIST reply (its records follow)."""
+    (count,) = cursor.unpack(U32)
+    if count > MAX_DEVICES:
+        raise BadCount("DEVLIST reply claims %d devices, the limit is %d" % (count, MAX_DEVICES))
+    return count
+
+
+def read_reply(cursor: Cursor, request: Request) -> Reply:
+    """Parse the reply to ``request``, checking it answers that very request."""
+    status = read_reply_head(cursor, request)
     if isinstance(request, DevlistRequest):
         if status != Status.OK:
             return DevlistReply((), status)
-        (count,) = cursor.unpack(U32)
-        if count > MAX_DEVICES:
-            raise BadCount("DEVLIST reply claims %d devices, the limit is %d" % (count, MAX_DEVICES))
+        count = read_devlist_count(cursor)
         return DevlistReply(tuple(read_device(cursor, with_interfaces=True) for _index in range(count)))
     if status != Status.OK:
         return ImportReply(status)

@@ -4,10 +4,11 @@
 
 The I/O layers never need to know a message's length up front: they call
 ``feed(data)`` and then ``next_message()`` until it answers ``NEED_DATA``.
-Each call re-parses the buffered message from its start, and fields are
-checked as soon as their bytes are there, so a wrong version fails after 2
-bytes and an unknown code after 4 instead of stalling on a length that will
-never arrive.
+Each call re-parses the buffered message from its start (a DEVLIST reply,
+which can be megabytes, resumes after its last whole device record instead),
+and fields are checked as soon as their bytes are there, so a wrong version
+fails after 2 bytes and an unknown code after 4 instead of stalling on a
+length that will never arrive.
 
 A reader that raised a :class:`ProtocolError` keeps raising it: its
 framing is lost, and nothing it could return afterwards would be real.
@@ -16,12 +17,23 @@ framing is lost, and nothing it could return afterwards would be real.
 from __future__ import annotations
 
 import enum
-from typing import Callable, Dict, Generic, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, Generic, List, Optional, Tuple, TypeVar, Union
 
-from .constants import Direction
-from .control import Reply, Request, read_reply, read_request
+from ..device import UsbDevice
+from .constants import Direction, Status
+from .control import (
+    DevlistReply,
+    DevlistRequest,
+    Reply,
+    Request,
+    read_devlist_count,
+    read_reply,
+    read_reply_head,
+    read_request,
+)
 from .errors import ProtocolError, Truncated, UnexpectedMessage
 from .fields import Cursor
+from .records import read_device
 from .urb import CmdSubmit, RetSubmit, RetUnlink, UrbCommand, UrbReturn, read_command, read_return
 
 M = TypeVar("M")
@@ -79,10 +91,50 @@ class RequestReader(_Reader[Request]):
 
 
 class ReplyReader(_Reader[Reply]):
-    """Client side of the control phase: yields the reply to ``request``."""
+    """Client side of the control phase: yields the reply to ``request``.
+
+    A DEVLIST reply can be megabytes long and arrives in many segments; read
+    from its start on every segment it would cost the square of its size. Its
+    device records are therefore taken one by one as each completes, and the
+    reader resumes after the last one: every byte is parsed once, and a bad
+    record fails as soon as it is whole, as it would in a full parse.
+    """
 
     def __init__(self, request: Request) -> None:
         super().__init__(lambda cursor: read_reply(cursor, request))
+        self._request = request
+        self._offset = 0  # where the next device record starts, once the count is known
+        self._count: Optional[int] = None
+        self._devices: List[UsbDevice] = []
+
+    def next_message(self) -> Union[Reply, NeedData]:
+        if not isinstance(self._request, DevlistRequest):
+            return super().next_message()
+        if self._error is not None:
+            raise self._error
+        cursor = Cursor(self._buffer)
+        cursor.offset = self._offset
+        try:
+            if self._count is None:
+                status = read_reply_head(cursor, self._request)
+                if status != Status.OK:
+                    return self._complete(DevlistReply((), status), cursor.offset)
+                self._count = read_devlist_count(cursor)
+                self._offset = cursor.offset
+            while len(self._devices) < self._count:
+                self._devices.append(read_device(cursor, with_interfaces=True))
+                self._offset = cursor.offset
+        except Truncated:
+            return NEED_DATA
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        return self._complete(DevlistReply(tuple(self._devices)), self._offset)
+
+    def _complete(self, reply: DevlistReply, end: int) -> DevlistReply:
+        del self._buffer[:end]
+        self._offset, self._count, self._devices = 0, None, []
+        return reply
 
 
 class CommandReader(_Reader[UrbCommand]):
