@@ -25,8 +25,12 @@ READ_DISK = ("for b in /sys/block/sd*; do case $(readlink -f $b) in *vhci_hcd*) 
              "esac; done")
 
 
+_STARTED = time.monotonic()
+
+
 def step(text: str) -> None:
-    print("\n==> %s" % text, flush=True)
+    elapsed = int(time.monotonic() - _STARTED)
+    print("\n==> [%d:%02d] %s" % (elapsed // 60, elapsed % 60, text), flush=True)
 
 
 def recap_line(run) -> str:
