@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus, UsbDevice
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import UsbipError
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.matching import port_path
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net.client import ConnectError
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.select import port_path
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import gadget as gadget_driver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import host as host_driver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import names

@@ -222,11 +222,10 @@ kernel_modules:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachment, select
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, matching, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol import USBIP_PORT, USBIP_TLS_PORT
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Change
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
@@ -276,13 +275,13 @@ def resolve_remote(server, tcp_port, busid, match, timeout, tls=None):
     where = "on %s:%d" % (server, tcp_port)
     available = client.list_devices(server, tcp_port, timeout=timeout, tls=tls)
     if match is not None:
-        return select.select_remote(available, match, where)
+        return matching.select_remote(available, match, where)
     for device in available:
         if device.busid == busid:
             return device
     raise DeviceNotFound(
         "%s:%d offers no device %s; available: %s" % (
-            server, tcp_port, busid, ", ".join(select.describe_remote(d) for d in available) or "none"),
+            server, tcp_port, busid, ", ".join(matching.describe_remote(d) for d in available) or "none"),
         hint="bind it on the server (usbip.usbip.usbip_bind); a device in use by a client is not listed")
 
 
@@ -295,7 +294,7 @@ def converge(ctx):
     tcp_port = validate.tcp_port(params["port"] if params["port"] is not None
                                  else USBIP_TLS_PORT if tls_params else USBIP_PORT)
     busid = validate.busid(params["busid"]) if params["busid"] is not None else None
-    match = select.Match.checked(**params["match"]) if params["match"] is not None else None
+    match = matching.Match.checked(**params["match"]) if params["match"] is not None else None
     wait_timeout = validate.integer(params["wait_timeout"], "wait_timeout", 1, 3600)
     timeout = validate.integer(params["timeout"], "timeout", 1, 3600)
     header = "vhci ports (attachments from %s:%d)" % (server, tcp_port)
@@ -308,7 +307,7 @@ def converge(ctx):
     # In check mode vhci-hcd may still be missing: then nothing is attached yet.
     vhci_ready = not (ctx.check_mode and ctx.kernel_modules)
     before = vhci.imported() if vhci_ready else []
-    mine = attachment.attachments(vhci, server, tcp_port, busid) if vhci_ready else []
+    mine = attachments.attachments(vhci, server, tcp_port, busid) if vhci_ready else []
     if match is not None:
         mine = [a for a in mine if a.local is not None and match.accepts_ids(a.local.device)]
 
@@ -316,7 +315,7 @@ def converge(ctx):
         detached = [port_info(a.imported) for a in mine if vhci.detach(a.imported.port)]
         gone = {d["port"] for d in detached}
         if detached and not ctx.check_mode:
-            attachment.wait_released(vhci, gone)
+            attachments.wait_released(vhci, gone)
         after = before if ctx.check_mode else vhci.imported()
         after_lines = [port_line(p) for p in after if not (ctx.check_mode and p.port in gone)]
         result = {"changed": bool(detached), "port": None, "local_busid": None, "detached": detached,
@@ -351,11 +350,11 @@ def converge(ctx):
     local = None
     if port is not None:
         if params["wait"] and not ctx.check_mode:
-            local_busid = attachment.wait_enumerated(vhci, port, wait_timeout, params["wait_for_driver"], ctx.sysfs)
+            local_busid = attachments.wait_enumerated(vhci, port, wait_timeout, params["wait_for_driver"], ctx.sysfs)
         else:
             row = next((p for p in vhci.ports() if p.port == port), None)
             local_busid = row.local_busid if row is not None else None
-        local = attachment.local_device(UsbBus(ctx.sysfs), local_busid) if local_busid else None
+        local = attachments.local_device(UsbBus(ctx.sysfs), local_busid) if local_busid else None
         if local is None:
             local_busid = None
     after = before if ctx.check_mode else vhci.imported()

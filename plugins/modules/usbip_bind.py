@@ -192,9 +192,8 @@ kernel_modules:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip import select
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import BindLoop, NotExportable
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, HostDriver
 
@@ -221,13 +220,13 @@ def converge(ctx):
     state = params["state"]
     # Validate everything before any sysfs access.
     busid = validate.usb_busid(params["busid"]) if params["busid"] is not None else None
-    match = select.Match.checked(**params["match"]) if params["match"] is not None else None
+    match = matching.Match.checked(**params["match"]) if params["match"] is not None else None
 
     host = HostDriver(ctx.sysfs)
     if busid is not None:
         device = host.bus.describe(busid)
     else:
-        device = select.select_local(host.exportable(), match)
+        device = matching.select_local(host.exportable(), match)
     busid = device.busid
     before_status = host.status(busid) if device.driver == DRIVER_NAME else None
     before = binding(device, before_status)

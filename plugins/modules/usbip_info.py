@@ -143,9 +143,8 @@ remote_devices:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachment
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GADGETS, Gadgets
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER as HOST_DRIVER
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, HostDriver
@@ -201,7 +200,7 @@ def ports(sysfs):
     bus = UsbBus(sysfs)
     found = []
     for p in vhci.imported():
-        local = attachment.local_device(bus, p.local_busid)
+        local = attachments.local_device(bus, p.local_busid)
         found.append({"port": p.port, "hub": p.hub, "status": p.status.name.lower(), "speed": p.speed.description,
                       "local_busid": p.local_busid, "host": p.host, "remote_port": p.remote_port,
                       "remote_busid": p.remote_busid,

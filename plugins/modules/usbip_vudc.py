@@ -225,7 +225,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip import select
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DriverNotLoaded
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GadgetFunction, Gadgets, GadgetSpec
@@ -297,7 +297,7 @@ def function_spec(entry):
 
 def gadget_spec(params):
     def usb_id(name, what):
-        return None if params[name] is None else select.usb_id(params[name], what)
+        return None if params[name] is None else matching.usb_id(params[name], what)
 
     return GadgetSpec(
         name=params["name"],

@@ -50,8 +50,8 @@ if _SYSFS_TESTS not in sys.path:
 
 from fake_usb import standard_tree  # noqa: E402
 
+from usbip.daemon.catalog import Catalog, DeviceBackend, HostBackend  # noqa: E402
 from usbip.net import client  # noqa: E402
-from usbip.net.catalog import Catalog, DeviceBackend, HostBackend  # noqa: E402
 from usbip.net.server import ServerOptions, UsbipServer  # noqa: E402
 from usbip.protocol import (  # noqa: E402
     NEED_DATA,

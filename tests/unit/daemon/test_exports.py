@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fake_usb import standard_tree
 
-from usbip import exports
+from usbip.daemon import exports
 from usbip.errors import InvalidArgument
 from usbip.sysfs.fs import Change, Sysfs
 from usbip.sysfs.host import HostDriver
@@ -61,7 +61,7 @@ def test_no_rules_reads_nothing(tree):
 
 
 def test_one_daemon_serves_both_modes(tree):
-    from usbip.net.catalog import CombinedBackend, backend_for
+    from usbip.daemon.catalog import CombinedBackend, backend_for
 
     backend = backend_for(["host", "device"], tree.sysfs(dry_run=True))
     assert isinstance(backend, CombinedBackend)

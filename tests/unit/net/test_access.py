@@ -40,8 +40,8 @@ for _path in (os.path.join(os.path.dirname(_HERE), "sysfs"), _REPO):
 from fake_usb import standard_tree  # noqa: E402
 
 from tests.fuzz.server import LiveServer  # noqa: E402
+from usbip.daemon.catalog import Catalog, HostBackend  # noqa: E402
 from usbip.net import client  # noqa: E402
-from usbip.net.catalog import Catalog, HostBackend  # noqa: E402
 from usbip.net.server import ServerOptions, UsbipServer, parse_networks  # noqa: E402
 from usbip.protocol import DevlistRequest, ImportRequest  # noqa: E402
 

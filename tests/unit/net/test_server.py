@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from usbip.daemon.catalog import Catalog
 from usbip.device import DeviceStatus, Speed, UsbDevice, UsbInterface
-from usbip.net.catalog import Catalog
 from usbip.net.server import ServerOptions, UsbipServer
 from usbip.sysfs.errors import DeviceBusy, DeviceNotFound
 

@@ -33,7 +33,7 @@ class Declared:
     server: str
     port: int
     busid: Optional[str] = None
-    match: Optional[object] = None  # usbip.select.Match
+    match: Optional[object] = None  # usbip.matching.Match
     #: Import inside TLS with the configuration's ``tls`` certificates; the name the server's
     #: certificate must carry (default: ``server``).
     tls: bool = False
@@ -45,8 +45,8 @@ class Declared:
 
 def parse_config(data: object) -> dict:
     """Validate the YAML the client role templates; unknown keys are errors."""
-    from ..select import Match  # noqa: PLC0415
-    from ..sysfs import validate  # noqa: PLC0415
+    from .. import validate  # noqa: PLC0415
+    from ..matching import Match  # noqa: PLC0415
 
     if not isinstance(data, dict) or set(data) - {"interval", "retry", "attachments", "tls"}:
         raise UsbipError("the configuration is a mapping of interval, retry, tls and attachments")
@@ -140,9 +140,9 @@ class Supervisor:
 
 def _real_io(sysfs, tls: Dict[str, str]):
     """``present`` and ``attach`` against this host's vhci and the network."""
-    from ..attachment import attachments  # noqa: PLC0415
+    from ..attachments import attachments  # noqa: PLC0415
+    from ..matching import select_remote  # noqa: PLC0415
     from ..net import client  # noqa: PLC0415
-    from ..select import select_remote  # noqa: PLC0415
     from ..sysfs.vhci import Vhci  # noqa: PLC0415
 
     vhci = Vhci(sysfs)

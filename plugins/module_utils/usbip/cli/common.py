@@ -81,7 +81,7 @@ def __getattr__(name: str) -> Any:
 
 
 def checked(validator: Any) -> Any:
-    """Wrap a ``sysfs.validate`` function as an argparse ``type``.
+    """Wrap a ``validate`` function as an argparse ``type``.
 
     Options are then validated while the command line is parsed, before any
     command code (and so any sysfs access) runs, and the error names the option.

@@ -62,9 +62,8 @@ import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .. import __version__
+from .. import __version__, validate
 from ..errors import InvalidArgument, UsbipError
-from ..sysfs import validate
 from .common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,

@@ -75,8 +75,8 @@ def load_config(path: str) -> dict:
 
 
 def _options(args, config: dict):
+    from .. import validate  # noqa: PLC0415
     from ..net.server import ServerOptions, parse_networks  # noqa: PLC0415
-    from ..sysfs import validate  # noqa: PLC0415
 
     port = args.tcp_port if args.tcp_port is not None else config.get("port", 3240)
     listen = args.listen if args.listen else config.get("listen") or []
@@ -102,9 +102,9 @@ _TLS_KEYS = {"cert", "key", "ca", "port", "allow_names", "only"}
 
 def _tls_options(args, config: dict, options) -> None:
     """``tls:`` of the configuration, overridden by the --tls-* options."""
+    from .. import validate  # noqa: PLC0415
     from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
     from ..protocol import USBIP_TLS_PORT  # noqa: PLC0415
-    from ..sysfs import validate  # noqa: PLC0415
 
     if not isinstance(config, dict):
         raise UsbipError("tls must be a mapping with %s" % ", ".join(sorted(_TLS_KEYS)))
@@ -156,8 +156,8 @@ def _write_pid(path: str) -> None:
 def serve(args, options, modes: List[str], rules) -> None:
     import asyncio  # noqa: PLC0415 - keep `usbipd --help` instant
 
-    from .. import exports  # noqa: PLC0415
-    from ..net.catalog import Catalog, backend_for  # noqa: PLC0415
+    from ..daemon import exports  # noqa: PLC0415
+    from ..daemon.catalog import Catalog, backend_for  # noqa: PLC0415
     from ..net.server import UsbipServer  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
     from ..sysfs.host import HostDriver  # noqa: PLC0415
@@ -242,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         modes = ["device"] if args.device else config.get("modes", ["host"])
         if not isinstance(modes, list) or not modes:
             raise UsbipError("modes must be a non-empty list of host and/or device")
-        from ..exports import parse_rules  # noqa: PLC0415
+        from ..daemon.exports import parse_rules  # noqa: PLC0415
 
         serve(args, options, [str(m) for m in modes], parse_rules(config.get("exports")))
     except UsbipError as err:

@@ -13,10 +13,10 @@ import dataclasses
 import socket
 from typing import List, Optional, Tuple
 
+from .. import validate
 from ..device import UsbDevice
 from ..errors import UsbipError
 from ..protocol import NEED_DATA, DevlistRequest, ImportRequest, ReplyReader, Status
-from ..sysfs import validate
 
 #: Keepalive timings handed to the kernel with the socket. An idle attachment
 #: whose peer vanished is probed after KEEPIDLE s, then every KEEPINTVL s, and

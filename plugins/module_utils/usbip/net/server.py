@@ -20,6 +20,8 @@ import logging
 import socket
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .. import validate
+from ..daemon.catalog import Catalog, status_for
 from ..errors import UsbipError
 from ..protocol import (
     NEED_DATA,
@@ -32,11 +34,9 @@ from ..protocol import (
     RequestReader,
     Status,
 )
-from ..sysfs import validate
+from ..sysfs.uevents import UeventWatcher
 from . import client
-from .catalog import Catalog, status_for
 from .tls import TlsError
-from .uevents import UeventWatcher
 
 log = logging.getLogger("usbipd")
 

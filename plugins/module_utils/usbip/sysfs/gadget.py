@@ -23,8 +23,8 @@ import functools
 import re
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from .. import validate
 from ..errors import InvalidArgument
-from . import validate
 from .errors import DeviceBusy, DeviceNotFound, DriverNotLoaded
 from .fs import Change, Sysfs, SysfsError
 

@@ -18,8 +18,8 @@ import dataclasses
 import errno
 from typing import List, Optional
 
+from .. import validate
 from ..device import DeviceStatus
-from . import validate
 from .errors import BindLoop, DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable
 from .fs import Sysfs, SysfsError
 from .usb import DEVICES, LocalDevice, UsbBus, is_device_name

@@ -19,8 +19,8 @@ import re
 import time
 from typing import Any, Callable, List, Optional, Tuple, Union
 
+from .. import validate
 from ..errors import InvalidArgument
-from . import validate
 from .errors import DeviceNotFound
 from .fs import Sysfs
 

@@ -14,8 +14,8 @@ import errno
 import re
 from typing import Collection, List, Optional, Tuple
 
+from .. import validate
 from ..device import Speed, UsbDevice, UsbInterface
-from . import validate
 from .errors import DeviceNotFound
 from .fs import Sysfs, SysfsError
 

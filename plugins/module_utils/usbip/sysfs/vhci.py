@@ -26,9 +26,9 @@ import re
 import time
 from typing import Iterator, List, Optional, Sequence, Set, Tuple
 
+from .. import validate
 from ..device import PortStatus, Speed
 from ..errors import InvalidArgument, UsbipError
-from . import validate
 from .errors import DriverNotLoaded, NoFreePort
 from .fs import Sysfs, SysfsError
 

@@ -18,9 +18,9 @@ import re
 import struct
 from typing import List, Optional
 
+from .. import validate
 from ..device import DeviceStatus, Speed, UsbDevice
 from ..errors import UsbipError
-from . import validate
 from .errors import DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable
 from .fs import Sysfs, SysfsError
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import InvalidArgument
+from .errors import InvalidArgument
 
 #: Busids fit the wire's 32-byte field with its terminating NUL.
 BUSID_MAX = 31

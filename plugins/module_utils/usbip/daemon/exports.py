@@ -3,7 +3,7 @@
 """Export rules: which local devices a server binds to usbip-host by itself.
 
 An operator declares devices by busid or by stable identity (the criteria of
-:class:`~usbip.select.Match`); the daemon applies the rules at start and
+:class:`~usbip.matching.Match`); the daemon applies the rules at start and
 after every hotplug, so an export survives a reboot or a replug without
 Ansible running. A rule that matches several devices exports them all: a
 rule is a policy ("every FTDI adapter"), not a selection of exactly one.
@@ -15,11 +15,11 @@ import dataclasses
 import logging
 from typing import Iterable, List, Optional
 
-from .errors import InvalidArgument, UsbipError
-from .select import Match
-from .sysfs import validate
-from .sysfs.host import DRIVER_NAME, HostDriver
-from .sysfs.usb import LocalDevice
+from .. import validate
+from ..errors import InvalidArgument, UsbipError
+from ..matching import Match
+from ..sysfs.host import DRIVER_NAME, HostDriver
+from ..sysfs.usb import LocalDevice
 
 log = logging.getLogger("usbipd")
 

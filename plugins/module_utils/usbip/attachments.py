@@ -16,9 +16,10 @@ import socket
 import time
 from typing import Collection, FrozenSet, List, Optional
 
+from . import validate
 from .device import PortStatus
 from .errors import InvalidArgument, UsbipError
-from .sysfs import udev, validate
+from .sysfs import udev
 from .sysfs.errors import DeviceNotFound
 from .sysfs.fs import Sysfs
 from .sysfs.usb import LocalDevice, UsbBus

@@ -8,9 +8,9 @@ import pytest
 from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
 from fake_usb import standard_tree
 
-from usbip import attachment
+from usbip import attachments
 from usbip.errors import InvalidArgument
-from usbip.select import Match, port_path, usb_id
+from usbip.matching import Match, port_path, usb_id
 from usbip.sysfs.usb import UsbBus
 
 
@@ -63,7 +63,7 @@ def test_match_str_and_remote_limits():
 
 
 def test_same_host():
-    assert attachment.same_host("Server", "server")
-    assert attachment.same_host("localhost", "127.0.0.1")
-    assert not attachment.same_host("127.0.0.2", "127.0.0.1")
-    assert not attachment.same_host(None, "127.0.0.1")
+    assert attachments.same_host("Server", "server")
+    assert attachments.same_host("localhost", "127.0.0.1")
+    assert not attachments.same_host("127.0.0.2", "127.0.0.1")
+    assert not attachments.same_host(None, "127.0.0.1")
