@@ -33,7 +33,7 @@ from conftest import MODULES  # noqa: E402 - the suite's kernel modules
 from labkit import block_device_of, listening, sh, wait_for  # noqa: E402
 from usbip.sysfs import gadget as gadget_driver  # noqa: E402
 from usbip.sysfs.fs import Sysfs  # noqa: E402
-from usbip.sysfs.vhci import Vhci  # noqa: E402
+from usbip.sysfs.vhci import VhciDriver  # noqa: E402
 
 __all__ = ["block_device_of", "listening", "sh", "wait_for"]
 
@@ -66,7 +66,7 @@ def load_kernel(vudc: int) -> None:
 
 def reload_vudc(instances: int) -> None:
     """``usbip-vudc num=instances``; every gadget must be gone first."""
-    Gadgets.remove_all()
+    GadgetDriver.remove_all()
     wait_for(lambda: subprocess.run(["modprobe", "-r", "usbip-vudc"], capture_output=True).returncode == 0,
              30, "usbip-vudc to unload")
     sh("modprobe", "usbip-vudc", "num=%d" % instances)
@@ -80,7 +80,7 @@ def vudc_available(index: int) -> bool:
 
 
 # -- gadgets (as tests/integration/conftest.py makes them) ------------------------------------
-class Gadgets:
+class GadgetDriver:
     made: List[str] = []
 
     @classmethod
@@ -96,14 +96,14 @@ class Gadgets:
         spec = gadget_driver.GadgetSpec(name=name, id_vendor=vid, id_product=pid, bcd_usb=0x0200, serialnumber=serial,
                                         manufacturer="usbip-bench", product="bench-" + name, configuration="bench",
                                         functions=(fn,))
-        gadget_driver.Gadgets(SYSFS).ensure(spec, udc)
+        gadget_driver.GadgetDriver(SYSFS).ensure(spec, udc)
         cls.made.append(name)
         return name
 
     @classmethod
     def remove_all(cls) -> None:
         for name in reversed(cls.made):
-            gadget_driver.Gadgets(SYSFS).remove(name)
+            gadget_driver.GadgetDriver(SYSFS).remove(name)
         cls.made.clear()
 
 
@@ -228,8 +228,8 @@ def run(argv: Sequence[str], timeout: float = 60, env: Optional[Dict[str, str]] 
 
 
 # -- client side state --------------------------------------------------------------------
-def vhci() -> Vhci:
-    return Vhci(SYSFS)
+def vhci() -> VhciDriver:
+    return VhciDriver(SYSFS)
 
 
 def used_ports() -> List[int]:

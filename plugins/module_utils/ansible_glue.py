@@ -25,7 +25,8 @@ from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import hos
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import names
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import vhci as vhci_driver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import vudc as vudc_driver
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Sysfs, SysfsError
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import SysfsError
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Sysfs
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import LocalDevice
 
 # -- argument fragments ----------------------------------------------------------

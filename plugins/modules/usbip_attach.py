@@ -229,7 +229,7 @@ from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol import 
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Change
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, Vhci
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, VhciDriver
 
 
 def port_line(p):
@@ -299,7 +299,7 @@ def converge(ctx):
     timeout = validate.integer(params["timeout"], "timeout", 1, 3600)
     header = "vhci ports (attachments from %s:%d)" % (server, tcp_port)
 
-    vhci = Vhci(ctx.sysfs)
+    vhci = VhciDriver(ctx.sysfs)
     if state == "absent" and ctx.missing_kernel_modules([glue.VHCI_HCD]):
         return {"changed": False, "port": None, "local_busid": None, "detached": [], "ports": []}
     ctx.load_kernel_modules([glue.VHCI_HCD] + ([glue.KTLS] if tls_params else []))

@@ -145,11 +145,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GADGETS, Gadgets
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GADGETS, GadgetDriver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER as HOST_DRIVER
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, HostDriver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, Vhci
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, VhciDriver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vudc import DRIVER as VUDC_DRIVER
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vudc import UDC_CLASS, VudcDriver
 
@@ -179,7 +179,7 @@ def vudc_instances(sysfs):
 
 
 def gadgets(sysfs):
-    g = Gadgets(sysfs)
+    g = GadgetDriver(sysfs)
     found = []
     for name in g.names():
         spec = g.read(name)
@@ -196,7 +196,7 @@ def gadgets(sysfs):
 
 
 def ports(sysfs):
-    vhci = Vhci(sysfs)
+    vhci = VhciDriver(sysfs)
     bus = UsbBus(sysfs)
     found = []
     for p in vhci.imported():

@@ -228,7 +228,11 @@ from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DriverNotLoaded
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GadgetFunction, Gadgets, GadgetSpec
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import (
+    GadgetDriver,
+    GadgetFunction,
+    GadgetSpec,
+)
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vudc import VudcDriver
 
 # Function options: (option, configfs attribute, types that have it).
@@ -353,7 +357,7 @@ def kernel_modules_for(spec, udc):
 
 def converge(ctx):
     params = ctx.module.params
-    gadgets = Gadgets(ctx.sysfs)
+    gadgets = GadgetDriver(ctx.sysfs)
     name = params["name"]
     if params["state"] == "absent":
         try:

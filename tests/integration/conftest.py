@@ -72,13 +72,13 @@ def gadgets(kernel):
         spec = gadget_driver.GadgetSpec(name=name, id_vendor=vid, id_product=pid, bcd_usb=0x0200, serialnumber=serial,
                                         manufacturer="usbip-lab", product="lab-" + name, configuration="lab",
                                         functions=(fn,))
-        gadget_driver.Gadgets(kernel).ensure(spec, udc)
+        gadget_driver.GadgetDriver(kernel).ensure(spec, udc)
         made.append(name)
         return name
 
     yield make
     for name in reversed(made):
-        gadget_driver.Gadgets(kernel).remove(name)
+        gadget_driver.GadgetDriver(kernel).remove(name)
 
 
 # -- daemons -------------------------------------------------------------------

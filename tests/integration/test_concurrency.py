@@ -14,7 +14,7 @@ import time
 
 from labkit import ours, sh, wait_for
 from usbip.sysfs.fs import Sysfs
-from usbip.sysfs.vhci import Vhci
+from usbip.sysfs.vhci import VhciDriver
 
 ROUNDS = 3
 WAYS = 8
@@ -22,7 +22,7 @@ WAYS = 8
 
 def imported() -> list:
     """In-process view of the vhci ports (polled); the CLI's view is checked once per round."""
-    return [p for p in Vhci(Sysfs()).imported() if p.remote_busid]
+    return [p for p in VhciDriver(Sysfs()).imported() if p.remote_busid]
 
 
 def test_eight_concurrent_attaches(kernel, gadgets, daemons):

@@ -40,8 +40,9 @@ from usbip.device import PortStatus, Speed
 from usbip.errors import UsbipError
 from usbip.net import client
 from usbip.protocol import Status
-from usbip.sysfs.fs import Sysfs, SysfsError
-from usbip.sysfs.vhci import RECORDS, VHCI, Vhci
+from usbip.sysfs.errors import SysfsError
+from usbip.sysfs.fs import Sysfs
+from usbip.sysfs.vhci import RECORDS, VHCI, VhciDriver
 from usbip.sysfs.vudc import VudcDriver
 
 USBIP = ours("usbip")
@@ -58,11 +59,11 @@ def vudc_status(n: int) -> str:
 
 
 def busy_ports() -> list:
-    return [p for p in Vhci(Sysfs()).ports() if not p.free]
+    return [p for p in VhciDriver(Sysfs()).ports() if not p.free]
 
 
 def imported(busid: str):
-    found = [p for p in Vhci(Sysfs()).imported() if p.remote_busid == busid]
+    found = [p for p in VhciDriver(Sysfs()).imported() if p.remote_busid == busid]
     return found[0] if found else None
 
 
@@ -135,7 +136,7 @@ def test_sixteen_concurrent_attaches(kernel, sixteen_vudc, gadgets, backing_file
     def attach_one(n: int) -> None:
         barrier.wait(30)
         try:
-            outcomes[n] = client.attach("127.0.0.1", 3280, "usbip-vudc.%d" % n, Vhci(Sysfs())).port
+            outcomes[n] = client.attach("127.0.0.1", 3280, "usbip-vudc.%d" % n, VhciDriver(Sysfs())).port
         except Exception as err:  # reported by the assertion below
             outcomes[n] = err
 
@@ -149,7 +150,7 @@ def test_sixteen_concurrent_attaches(kernel, sixteen_vudc, gadgets, backing_file
     print("16 concurrent attaches: %d succeeded in %.1f s" % (sum(isinstance(o, int) for o in outcomes), elapsed))
     assert all(isinstance(o, int) for o in outcomes), outcomes
     assert len(set(outcomes)) == 16
-    wait_for(lambda: len([p for p in Vhci(Sysfs()).imported() if p.remote_busid]) == 16, 60, "16 devices")
+    wait_for(lambda: len([p for p in VhciDriver(Sysfs()).imported() if p.remote_busid]) == 16, 60, "16 devices")
     ports = json.loads(sh(*USBIP, "port", "--json").stdout)
     assert sorted(p["remote_busid"] for p in ports) == sorted("usbip-vudc.%d" % n for n in range(16))
     assert len({p["port"] for p in ports}) == 16 and {p["hub"] for p in ports} == {"hs"}
@@ -228,7 +229,7 @@ def test_two_clients_racing_to_import_one_device(kernel, gadgets, daemons):
 def test_attach_with_every_hs_port_taken(kernel, gadgets, daemons, clean_ports):
     gadgets("full", "usbip-vudc.5", 0x1209, 0x0205, "FLT-FULL", "acm")
     daemons(*USBIPD, "--device", port=3283)
-    vhci = Vhci(Sysfs())
+    vhci = VhciDriver(Sysfs())
     hs = [p.port for p in vhci.ports() if p.hub == "hs"]
     listener = socket.create_server(("127.0.0.1", 0))
     peers = []

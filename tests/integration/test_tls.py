@@ -28,7 +28,7 @@ import pytest
 from lab import pki
 from labkit import block_device_of, listening, ours, read_disk, sh, wait_for
 from usbip.sysfs.fs import Sysfs
-from usbip.sysfs.vhci import VHCI, Vhci
+from usbip.sysfs.vhci import VHCI, VhciDriver
 
 USBIP = ours("usbip")
 USBIPD = ours("usbipd")
@@ -42,7 +42,7 @@ def vudc_status(n: int) -> str:
 
 
 def imported(busid: str):
-    found = [p for p in Vhci(Sysfs()).imported() if p.remote_busid == busid]
+    found = [p for p in VhciDriver(Sysfs()).imported() if p.remote_busid == busid]
     return found[0] if found else None
 
 

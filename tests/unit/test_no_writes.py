@@ -11,7 +11,7 @@ non-ASCII, with NUL, with a newline; vhci ports that are negative, beyond
 the last port or not numbers; devices that do not exist, hubs, devices
 imported through vhci_hcd, devices already in use; configfs names that are
 not names. The entry points: ``HostDriver.bind/unbind/export``,
-``Vhci.attach/detach``, ``VudcDriver.export``, ``Gadgets.ensure/remove``,
+``VhciDriver.attach/detach``, ``VudcDriver.export``, ``GadgetDriver.ensure/remove``,
 the ``usbip`` command line and the server's IMPORT path.
 """
 
@@ -48,9 +48,9 @@ from usbip.sysfs.errors import (  # noqa: E402
     NoFreePort,
     NotExportable,
 )
-from usbip.sysfs.gadget import GadgetFunction, Gadgets, GadgetSpec  # noqa: E402
+from usbip.sysfs.gadget import GadgetDriver, GadgetFunction, GadgetSpec  # noqa: E402
 from usbip.sysfs.host import HostDriver  # noqa: E402
-from usbip.sysfs.vhci import Vhci  # noqa: E402
+from usbip.sysfs.vhci import VhciDriver  # noqa: E402
 from usbip.sysfs.vudc import VudcDriver  # noqa: E402
 
 #: The issue's list, on top of fake_usb's: NUL, more path tricks, 32+ characters.
@@ -164,7 +164,7 @@ def configfs(tmp_path) -> Tuple[FakeConfigfs, Guard]:
     fake = FakeConfigfs(tmp_path / "configfs")
     sysfs = fake.sysfs()
     # One existing gadget, bound: another gadget may not take its UDC.
-    Gadgets(sysfs).ensure(GadgetSpec("taken", 0x1209, 0x0001, functions=(GadgetFunction("acm.0"),)), "dummy_udc.0")
+    GadgetDriver(sysfs).ensure(GadgetSpec("taken", 0x1209, 0x0001, functions=(GadgetFunction("acm.0"),)), "dummy_udc.0")
     sysfs.journal.clear()
     return fake, Guard(fake.root, sysfs)
 
@@ -231,13 +231,13 @@ def test_export_with_a_bad_socket(host_tree):
 # -- vhci_hcd ---------------------------------------------------------------------------
 def test_detach_of_bad_ports(vhci):
     _, guard = vhci
-    guard.refuses(Vhci(guard.sysfs).detach, PORTS)
+    guard.refuses(VhciDriver(guard.sysfs).detach, PORTS)
 
 
 def test_detach_of_free_ports_changes_nothing(vhci):
     _, guard = vhci
     for port in (0, 1, 239):
-        assert Vhci(guard.sysfs).detach(port) is False
+        assert VhciDriver(guard.sysfs).detach(port) is False
     guard.assert_untouched()
 
 
@@ -258,7 +258,7 @@ BAD_ATTACH = {
 @pytest.mark.parametrize("field", sorted(BAD_ATTACH))
 def test_attach_with_bad_arguments(vhci, field):
     _, guard = vhci
-    guard.refuses(lambda value: Vhci(guard.sysfs).attach(**{**GOOD_ATTACH, field: value}), BAD_ATTACH[field])
+    guard.refuses(lambda value: VhciDriver(guard.sysfs).attach(**{**GOOD_ATTACH, field: value}), BAD_ATTACH[field])
 
 
 @pytest.mark.parametrize("speed, hub", [(Speed.HIGH, "hs"), (Speed.SUPER, "ss")])
@@ -267,7 +267,7 @@ def test_attach_with_every_port_of_the_speed_taken(vhci, speed, hub):
     fake.fill(hub)
     guard.before = snapshot(fake.root)
     with pytest.raises(NoFreePort, match="no free %s port" % hub):
-        Vhci(guard.sysfs).attach(**{**GOOD_ATTACH, "speed": speed})
+        VhciDriver(guard.sysfs).attach(**{**GOOD_ATTACH, "speed": speed})
     guard.assert_untouched()
 
 
@@ -276,7 +276,7 @@ def test_attach_without_vhci_hcd(tmp_path):
     tree.dir("/sys/devices/platform")
     guard = Guard(tmp_path, tree.sysfs())
     with pytest.raises(DriverNotLoaded):
-        Vhci(guard.sysfs).attach(**GOOD_ATTACH)
+        VhciDriver(guard.sysfs).attach(**GOOD_ATTACH)
     guard.assert_untouched()
 
 
@@ -338,7 +338,7 @@ BAD_SPECS = (
 
 def test_gadget_ensure_of_bad_specs(configfs):
     _, guard = configfs
-    guard.refuses(lambda spec: Gadgets(guard.sysfs).ensure(spec, "usbip-vudc.0"), BAD_SPECS)
+    guard.refuses(lambda spec: GadgetDriver(guard.sysfs).ensure(spec, "usbip-vudc.0"), BAD_SPECS)
 
 
 @pytest.mark.parametrize("udc, error", [
@@ -349,13 +349,13 @@ def test_gadget_ensure_of_bad_specs(configfs):
 def test_gadget_ensure_onto_a_bad_udc(configfs, udc, error):
     _, guard = configfs
     with pytest.raises(error):
-        Gadgets(guard.sysfs).ensure(_spec(), udc)
+        GadgetDriver(guard.sysfs).ensure(_spec(), udc)
     guard.assert_untouched()
 
 
 def test_gadget_remove_and_read_of_bad_names(configfs):
     _, guard = configfs
-    gadgets = Gadgets(guard.sysfs)
+    gadgets = GadgetDriver(guard.sysfs)
     for call in (gadgets.remove, gadgets.read, gadgets.bound_udc):
         guard.refuses(call, BAD_GADGET_NAMES)
 

@@ -23,7 +23,7 @@ from .sysfs import udev
 from .sysfs.errors import DeviceNotFound
 from .sysfs.fs import Sysfs
 from .sysfs.usb import LocalDevice, UsbBus
-from .sysfs.vhci import ImportedDevice, Vhci
+from .sysfs.vhci import ImportedDevice, VhciDriver
 
 _POLL = 0.1
 
@@ -67,7 +67,7 @@ def local_device(bus: UsbBus, busid: str) -> Optional[LocalDevice]:
         return None  # half-enumerated: attributes still appearing
 
 
-def attachments(vhci: Vhci, host: str, tcp_port: int, busid: Optional[str] = None) -> List[Attachment]:
+def attachments(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None) -> List[Attachment]:
     """Ports attached from ``host``:``tcp_port`` (and, if given, from that remote busid)."""
     bus = UsbBus(vhci.sysfs)
     found = []
@@ -80,7 +80,7 @@ def attachments(vhci: Vhci, host: str, tcp_port: int, busid: Optional[str] = Non
     return found
 
 
-def wait_enumerated(vhci: Vhci, port: int, timeout: float, need_driver: bool = False,
+def wait_enumerated(vhci: VhciDriver, port: int, timeout: float, need_driver: bool = False,
                     sysfs: Optional[Sysfs] = None) -> str:
     """Wait until the device on vhci ``port`` exists locally (and, optionally, has drivers).
 
@@ -107,7 +107,7 @@ def wait_enumerated(vhci: Vhci, port: int, timeout: float, need_driver: bool = F
     return busid
 
 
-def wait_released(vhci: Vhci, ports: Collection[int], timeout: float = 5.0) -> bool:
+def wait_released(vhci: VhciDriver, ports: Collection[int], timeout: float = 5.0) -> bool:
     """Wait until detached ports show free; the kernel releases them shortly after the detach write.
 
     Returns False when some port is still in use at the bound (the caller

@@ -21,7 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Set
 
-from usbip.sysfs.fs import Change, Sysfs, SysfsError
+from usbip.sysfs.errors import SysfsError
+from usbip.sysfs.fs import Change, Sysfs
 
 GADGETS = "/sys/kernel/config/usb_gadget"
 UDC_CLASS = "/sys/class/udc"

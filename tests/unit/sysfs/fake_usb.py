@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from usbip.sysfs.fs import Change, Sysfs, SysfsError
+from usbip.sysfs.errors import SysfsError
+from usbip.sysfs.fs import Change, Sysfs
 
 DATA = Path(__file__).parent / "data"
 

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from usbip.sysfs.fs import Sysfs, SysfsError
+from usbip.sysfs.errors import SysfsError
+from usbip.sysfs.fs import Sysfs
 
 VHCI = "/sys/devices/platform/vhci_hcd.0"
 ATTACH = VHCI + "/attach"

@@ -13,7 +13,7 @@ from fake_usb import DATA, capture_tree, load_capture
 from usbip.errors import InvalidArgument
 from usbip.sysfs.errors import DeviceBusy, DeviceNotFound, DriverNotLoaded
 from usbip.sysfs.fs import Change, Sysfs
-from usbip.sysfs.gadget import GadgetFunction, Gadgets, GadgetSpec, Udc
+from usbip.sysfs.gadget import GadgetDriver, GadgetFunction, GadgetSpec, Udc
 
 GADGETS = "/sys/kernel/config/usb_gadget"
 G = GADGETS + "/gvudc"
@@ -66,7 +66,7 @@ def created(image):
 
 # -- ensure ------------------------------------------------------------------------
 def test_ensure_creates_links_and_binds_in_order(fake, image):
-    gadgets = Gadgets(fake.sysfs())
+    gadgets = GadgetDriver(fake.sysfs())
     assert gadgets.ensure(gvudc(image), VUDC) == created(image)
     assert fake.read(G + "/idVendor") == "0x1d6b\n"
     assert fake.read(MS + "/lun.0/file") == image + "\n"
@@ -75,29 +75,29 @@ def test_ensure_creates_links_and_binds_in_order(fake, image):
 
 
 def test_second_ensure_changes_nothing(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
-    again = Gadgets(fake.sysfs())
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
+    again = GadgetDriver(fake.sysfs())
     assert again.ensure(gvudc(image), VUDC) == []
     assert again.sysfs.journal == []
 
 
 def test_dry_run_journals_the_same_and_changes_nothing(fake, image):
     before = fake.snapshot()
-    check = Gadgets(fake.sysfs(dry_run=True))
+    check = GadgetDriver(fake.sysfs(dry_run=True))
     assert check.ensure(gvudc(image), VUDC) == created(image)
     assert fake.snapshot() == before
 
 
 def test_dry_run_of_a_change_to_a_bound_gadget(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
     before = fake.snapshot()
-    changes = Gadgets(fake.sysfs(dry_run=True)).ensure(gvudc(image, product="renamed"), VUDC)
+    changes = GadgetDriver(fake.sysfs(dry_run=True)).ensure(gvudc(image, product="renamed"), VUDC)
     assert changes == [w(G + "/UDC", "\n"), w(G + "/strings/0x409/product", "renamed"), w(G + "/UDC", VUDC)]
     assert fake.snapshot() == before
 
 
 def test_read_gives_the_spec_shape_and_round_trips(fake, image):
-    gadgets = Gadgets(fake.sysfs())
+    gadgets = GadgetDriver(fake.sysfs())
     gadgets.ensure(gvudc(image), VUDC)
     current = gadgets.read("gvudc")
     assert current == gvudc(image, bcd_device=0x0601, device_class=0, device_subclass=0, device_protocol=0,
@@ -109,8 +109,8 @@ def test_read_gives_the_spec_shape_and_round_trips(fake, image):
 
 
 def test_a_change_to_a_bound_gadget_unbinds_and_rebinds(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
-    gadgets = Gadgets(fake.sysfs())
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
+    gadgets = GadgetDriver(fake.sysfs())
     assert gadgets.ensure(gvudc(image, id_product=0x0105, max_power=500), VUDC) == [
         w(G + "/UDC", "\n"), w(G + "/idProduct", "0x0105"), w(C1 + "/MaxPower", "500"), w(G + "/UDC", VUDC),
     ]
@@ -118,9 +118,9 @@ def test_a_change_to_a_bound_gadget_unbinds_and_rebinds(fake, image):
 
 
 def test_ro_of_an_open_lun_closes_and_reopens_its_file(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
     ro = (GadgetFunction("mass_storage.0", {"lun.0/file": image, "lun.0/ro": True}),)
-    assert Gadgets(fake.sysfs()).ensure(gvudc(image, functions=ro), VUDC) == [
+    assert GadgetDriver(fake.sysfs()).ensure(gvudc(image, functions=ro), VUDC) == [
         w(G + "/UDC", "\n"),
         Change("unlink", C1 + "/mass_storage.0"),
         w(MS + "/lun.0/file", "\n"), w(MS + "/lun.0/ro", "1"), w(MS + "/lun.0/file", image),
@@ -133,7 +133,7 @@ def test_ro_of_an_open_lun_closes_and_reopens_its_file(fake, image):
 def test_hid_attributes_change_only_while_unlinked(fake, image):
     hid = GadgetFunction("hid.usb0", {"protocol": 1, "subclass": 1, "report_length": 8, "report_desc": REPORT})
     HID = G + "/functions/hid.usb0"
-    gadgets = Gadgets(fake.sysfs())
+    gadgets = GadgetDriver(fake.sysfs())
     changes = gadgets.ensure(gvudc(image, functions=(hid,)), "dummy_udc.0")
     assert [c for c in changes if c.path.startswith(HID)] == [
         Change("mkdir", HID), w(HID + "/protocol", "1"), w(HID + "/subclass", "1"), w(HID + "/report_length", "8"),
@@ -143,17 +143,17 @@ def test_hid_attributes_change_only_while_unlinked(fake, image):
     assert gadgets.read("gvudc").functions == (GadgetFunction("hid.usb0", {
         "protocol": 1, "subclass": 1, "report_length": 8, "report_desc": REPORT}),)
     changed = GadgetFunction("hid.usb0", {**hid.attrs, "protocol": 2})
-    assert Gadgets(fake.sysfs()).ensure(gvudc(image, functions=(changed,)), "dummy_udc.0") == [
+    assert GadgetDriver(fake.sysfs()).ensure(gvudc(image, functions=(changed,)), "dummy_udc.0") == [
         w(G + "/UDC", "\n"), Change("unlink", C1 + "/hid.usb0"), w(HID + "/protocol", "2"),
         Change("symlink", C1 + "/hid.usb0", HID), w(G + "/UDC", "dummy_udc.0"),
     ]
 
 
 def test_functions_left_out_of_the_spec_are_removed(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
     acm = (GadgetFunction("acm.GS0"),)
     ACM = G + "/functions/acm.GS0"
-    assert Gadgets(fake.sysfs()).ensure(gvudc(image, functions=acm), VUDC) == [
+    assert GadgetDriver(fake.sysfs()).ensure(gvudc(image, functions=acm), VUDC) == [
         w(G + "/UDC", "\n"),
         Change("unlink", C1 + "/mass_storage.0"), Change("rmdir", MS),
         Change("mkdir", ACM), Change("symlink", C1 + "/acm.GS0", ACM),
@@ -163,18 +163,18 @@ def test_functions_left_out_of_the_spec_are_removed(fake, image):
 
 
 def test_links_made_by_other_tools_are_recognised(fake, image):
-    gadgets = Gadgets(fake.sysfs())
+    gadgets = GadgetDriver(fake.sysfs())
     gadgets.ensure(gvudc(image), None)
     os.rename(fake.host(C1 + "/mass_storage.0"), fake.host(C1 + "/f1"))
-    assert Gadgets(fake.sysfs()).ensure(gvudc(image), None) == []
+    assert GadgetDriver(fake.sysfs()).ensure(gvudc(image), None) == []
 
 
 def test_moving_to_another_udc_and_unbinding(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
-    assert Gadgets(fake.sysfs()).ensure(gvudc(image), "dummy_udc.0") == [
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
+    assert GadgetDriver(fake.sysfs()).ensure(gvudc(image), "dummy_udc.0") == [
         w(G + "/UDC", "\n"), w(G + "/UDC", "dummy_udc.0")]
-    assert Gadgets(fake.sysfs()).ensure(gvudc(image), None) == [w(G + "/UDC", "\n")]
-    assert {u.name: u.function for u in Gadgets(fake.sysfs()).udcs()} == {"dummy_udc.0": None, VUDC: None}
+    assert GadgetDriver(fake.sysfs()).ensure(gvudc(image), None) == [w(G + "/UDC", "\n")]
+    assert {u.name: u.function for u in GadgetDriver(fake.sysfs()).udcs()} == {"dummy_udc.0": None, VUDC: None}
 
 
 # -- remove ------------------------------------------------------------------------
@@ -190,8 +190,8 @@ def removed():
 
 
 def test_remove_in_configfs_order(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
-    gadgets = Gadgets(fake.sysfs())
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
+    gadgets = GadgetDriver(fake.sysfs())
     assert gadgets.remove("gvudc") == removed()
     assert not fake.host(G).exists()
     assert gadgets.names() == []
@@ -200,29 +200,29 @@ def test_remove_in_configfs_order(fake, image):
 
 
 def test_remove_in_dry_run_changes_nothing(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image), VUDC)
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image), VUDC)
     before = fake.snapshot()
-    assert Gadgets(fake.sysfs(dry_run=True)).remove("gvudc") == removed()
+    assert GadgetDriver(fake.sysfs(dry_run=True)).remove("gvudc") == removed()
     assert fake.snapshot() == before
 
 
 # -- refusals before any change ------------------------------------------------------
 def test_configfs_not_mounted(tmp_path, image):
     with pytest.raises(DriverNotLoaded) as err:
-        Gadgets(Sysfs(str(tmp_path))).ensure(gvudc(image), VUDC)
+        GadgetDriver(Sysfs(str(tmp_path))).ensure(gvudc(image), VUDC)
     assert err.value.hint == "modprobe libcomposite; mount -t configfs none /sys/kernel/config"
 
 
 def test_unknown_udc(fake, image):
-    gadgets = Gadgets(fake.sysfs())
+    gadgets = GadgetDriver(fake.sysfs())
     with pytest.raises(DeviceNotFound, match=r"no UDC named nope.0 \(available: dummy_udc.0, usbip-vudc.0\)"):
         gadgets.ensure(gvudc(image), "nope.0")
     assert gadgets.sysfs.journal == []
 
 
 def test_udc_used_by_another_gadget(fake, image):
-    Gadgets(fake.sysfs()).ensure(gvudc(image, name="other"), VUDC)
-    gadgets = Gadgets(fake.sysfs())
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image, name="other"), VUDC)
+    gadgets = GadgetDriver(fake.sysfs())
     with pytest.raises(DeviceBusy, match="already used by gadget other"):
         gadgets.ensure(gvudc(image), VUDC)
     assert gadgets.sysfs.journal == []
@@ -242,7 +242,7 @@ def test_udc_used_by_another_gadget(fake, image):
     {"functions": (GadgetFunction("mass_storage.0", {"lun.0/file": 3}),)},
 ])
 def test_bad_specs_are_refused_before_configfs_is_looked_at(tmp_path, image, changes):
-    gadgets = Gadgets(Sysfs(str(tmp_path / "no-configfs")))
+    gadgets = GadgetDriver(Sysfs(str(tmp_path / "no-configfs")))
     with pytest.raises(InvalidArgument):
         gadgets.ensure(gvudc(image, **changes), VUDC)
     assert gadgets.sysfs.journal == []
@@ -251,12 +251,12 @@ def test_bad_specs_are_refused_before_configfs_is_looked_at(tmp_path, image, cha
 @pytest.mark.parametrize("udc", ["", "../usbip-vudc.0", "a b", 0])
 def test_bad_udc_names(fake, image, udc):
     with pytest.raises(InvalidArgument):
-        Gadgets(fake.sysfs()).ensure(gvudc(image), udc)
+        GadgetDriver(fake.sysfs()).ensure(gvudc(image), udc)
 
 
 def test_bool_attributes_accept_0_and_1(fake, image):
     spec = gvudc(image, functions=(GadgetFunction("mass_storage.0", {"lun.0/file": image, "lun.0/ro": "1"}),))
-    changes = Gadgets(fake.sysfs()).ensure(spec, None)
+    changes = GadgetDriver(fake.sysfs()).ensure(spec, None)
     assert w(MS + "/lun.0/ro", "1") in changes
 
 
@@ -276,7 +276,7 @@ LAB_GADGETS = {
 @pytest.mark.parametrize("name", sorted(LAB_GADGETS))
 def test_the_captured_lab_gadgets_need_no_change(tmp_path, name):
     udc, spec = LAB_GADGETS[name]
-    gadgets = Gadgets(capture_tree("01-loaded.json", tmp_path).sysfs(dry_run=True))
+    gadgets = GadgetDriver(capture_tree("01-loaded.json", tmp_path).sysfs(dry_run=True))
     assert gadgets.bound_udc(name) == udc
     assert gadgets.ensure(spec, udc) == []
     assert gadgets.ensure(gadgets.read(name), udc) == []
@@ -288,7 +288,7 @@ def test_the_fake_builds_what_the_kernel_showed(tmp_path, image):
     fake = FakeConfigfs(tmp_path, udcs=("dummy_udc.0", VUDC, "usbip-vudc.1"))
     for udc, spec in LAB_GADGETS.values():
         functions = tuple(GadgetFunction(fn.name, {rel: image for rel in fn.attrs}) for fn in spec.functions)
-        Gadgets(fake.sysfs()).ensure(GadgetSpec(**{**spec.__dict__, "functions": functions}), udc)
+        GadgetDriver(fake.sysfs()).ensure(GadgetSpec(**{**spec.__dict__, "functions": functions}), udc)
     real = {path: entry for path, entry in load_capture("01-loaded.json").items()
             if path.startswith(GADGETS + "/") and entry.get("errno") is None}
     ours = {path: value.replace(image, "/tmp/ms.img") for path, value in fake.snapshot().items()

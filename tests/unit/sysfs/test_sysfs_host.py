@@ -9,8 +9,16 @@ from fake_usb import ACM, BAD_BUSIDS, DEVICES, DUMMY_HCD, HOST, standard_tree
 
 from usbip.device import DeviceStatus
 from usbip.errors import InvalidArgument
-from usbip.sysfs.errors import BindLoop, DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable
-from usbip.sysfs.fs import Change, SysfsError
+from usbip.sysfs.errors import (
+    BindLoop,
+    DeviceBusy,
+    DeviceError,
+    DeviceNotFound,
+    DriverNotLoaded,
+    NotExportable,
+    SysfsError,
+)
+from usbip.sysfs.fs import Change
 from usbip.sysfs.host import BindResult, BoundDevice, HostDriver
 from usbip.sysfs.usb import UsbBus
 

@@ -15,9 +15,9 @@ from fake_vhci import ATTACH, DETACH, RECORDS, VHCI, FakeVhci, render_row
 
 from usbip.device import PortStatus, Speed
 from usbip.errors import InvalidArgument, UsbipError
-from usbip.sysfs.errors import DriverNotLoaded, NoFreePort
-from usbip.sysfs.fs import Change, Sysfs, SysfsError
-from usbip.sysfs.vhci import LOCK_FILE, Record, Vhci, VhciPort, parse_status
+from usbip.sysfs.errors import DriverNotLoaded, NoFreePort, SysfsError
+from usbip.sysfs.fs import Change, Sysfs
+from usbip.sysfs.vhci import LOCK_FILE, Record, VhciDriver, VhciPort, parse_status
 
 HIGH = Speed.HIGH
 SUPER = Speed.SUPER
@@ -32,7 +32,7 @@ def fake(tmp_path):
 
 
 def vhci(fake, dry_run=False, timeout=10.0):
-    return Vhci(fake.sysfs(dry_run), timeout=timeout)
+    return VhciDriver(fake.sysfs(dry_run), timeout=timeout)
 
 
 # -- status files ---------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_fake_tree_matches_the_real_kernel(fake):
 
 @needs_capture
 def test_imported_devices_of_the_real_capture(tmp_path):
-    devices = Vhci(capture_tree(CAPTURE, tmp_path).sysfs()).imported()
+    devices = VhciDriver(capture_tree(CAPTURE, tmp_path).sysfs()).imported()
     assert [(d.port, d.hub, d.speed, d.devid, d.local_busid, d.host, d.remote_port, d.remote_busid)
             for d in devices] == [
         (0, "hs", HIGH, 0x00110002, "1-1", "127.0.0.1", 3240, "17-1"),
@@ -114,7 +114,7 @@ def test_a_status_that_stays_broken_is_a_clear_error(fake):
 
 def test_not_loaded(tmp_path):
     with pytest.raises(DriverNotLoaded) as err:
-        Vhci(Sysfs(str(tmp_path))).ports()
+        VhciDriver(Sysfs(str(tmp_path))).ports()
     assert err.value.hint == "modprobe vhci-hcd"
 
 
@@ -258,7 +258,7 @@ def test_eight_threads_attach_to_eight_distinct_ports(fake):
 
 def test_without_the_lock_attaches_do_overlap(fake, monkeypatch):
     """Proves the overlap counter above can see a missing lock."""
-    monkeypatch.setattr(Vhci, "_locked", lambda self: _NoLock())
+    monkeypatch.setattr(VhciDriver, "_locked", lambda self: _NoLock())
     ports, errors = _attach_in_parallel(fake, 8)
     assert fake.overlaps > 0
     assert errors == [] and len(set(ports)) == 8  # EBUSY retries alone still sort the ports out

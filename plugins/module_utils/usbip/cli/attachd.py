@@ -143,9 +143,9 @@ def _real_io(sysfs, tls: Dict[str, str]):
     from ..attachments import attachments  # noqa: PLC0415
     from ..matching import select_remote  # noqa: PLC0415
     from ..net import client  # noqa: PLC0415
-    from ..sysfs.vhci import Vhci  # noqa: PLC0415
+    from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
-    vhci = Vhci(sysfs)
+    vhci = VhciDriver(sysfs)
     resolved: Dict[Declared, str] = {}
     endpoints: Dict[Optional[str], object] = {}
 

@@ -495,20 +495,20 @@ def _cmd_attach(ctx: _Context) -> int:
     if args.busid is None:
         raise UsageError("the following arguments are required: -b/--busid (or -d/--device)")
     from ..net import client  # noqa: PLC0415
-    from ..sysfs.vhci import Vhci  # noqa: PLC0415
+    from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
     ctx.reporter.debug("importing %s from %s:%d" % (args.busid, args.remote, args.tcp_port))
-    attached = client.attach(args.remote, args.tcp_port, args.busid, Vhci(ctx.sysfs), tls=ctx.tls)
+    attached = client.attach(args.remote, args.tcp_port, args.busid, VhciDriver(ctx.sysfs), tls=ctx.tls)
     ctx.reporter.debug("%s from %s:%d is attached to port %d" % (
         attached.busid, attached.host, attached.tcp_port, attached.port))
     return EXIT_OK
 
 
 def _cmd_detach(ctx: _Context) -> int:
-    from ..sysfs.vhci import Vhci  # noqa: PLC0415
+    from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
     port = ctx.args.port
-    if Vhci(ctx.sysfs).detach(port):
+    if VhciDriver(ctx.sysfs).detach(port):
         ctx.reporter.info("Port %d is now detached!" % port)
     else:
         ctx.reporter.info("Port %d is already detached!" % port)
@@ -517,10 +517,10 @@ def _cmd_detach(ctx: _Context) -> int:
 
 def _cmd_port(ctx: _Context) -> int:
     from ..sysfs.usb import UsbBus  # noqa: PLC0415
-    from ..sysfs.vhci import Vhci  # noqa: PLC0415
+    from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
     bus = UsbBus(ctx.sysfs)
-    rows = [(imported, _local_device(bus, imported.local_busid)) for imported in Vhci(ctx.sysfs).imported()]
+    rows = [(imported, _local_device(bus, imported.local_busid)) for imported in VhciDriver(ctx.sysfs).imported()]
     if ctx.args.json:
         _write_json([_port_json(imported, local, ctx.names) for imported, local in rows])
     else:

@@ -206,7 +206,7 @@ def import_device(
 def attach(host: str, port: int, busid: str, vhci, timeout: float = DEFAULT_TIMEOUT, tls=None) -> Attached:
     """Import ``busid`` from ``host`` and attach it to a free vhci port.
 
-    ``vhci`` (a :class:`~usbip.sysfs.vhci.Vhci`) is checked before connecting,
+    ``vhci`` (a :class:`~usbip.sysfs.vhci.VhciDriver`) is checked before connecting,
     so a client without vhci-hcd does not take the device from the server.
     """
     busid = validate.busid(busid)

@@ -9,6 +9,9 @@ precise message instead of a bare errno.
 
 from __future__ import annotations
 
+import errno
+from typing import Optional
+
 from ..errors import UsbipError
 
 
@@ -42,3 +45,19 @@ class NoFreePort(UsbipError):
 
 class PortNotFound(UsbipError):
     """A vhci_hcd port number outside the controller's range or unused."""
+
+
+class SysfsError(UsbipError):
+    """A kernel attribute could not be read or written.
+
+    ``errno`` is kept because drivers act on it: vhci answers EBUSY for a port
+    taken by a concurrent attach, usbip-vudc ENODEV when no gadget is bound.
+    """
+
+    def __init__(self, action: str, path: str, err: OSError, hint: Optional[str] = None) -> None:
+        self.errno = err.errno
+        self.path = path
+        reason = err.strerror or str(err)
+        if err.errno in (errno.EACCES, errno.EPERM) and hint is None:
+            hint = "run as root"
+        super().__init__("cannot %s %s: %s" % (action, path, reason), hint)

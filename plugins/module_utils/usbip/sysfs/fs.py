@@ -18,27 +18,11 @@ Paths are always written as the kernel names them (``/sys/bus/usb/...``).
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 from typing import List, Optional, Union
 
 from ..errors import UsbipError
-
-
-class SysfsError(UsbipError):
-    """A kernel attribute could not be read or written.
-
-    ``errno`` is kept because drivers act on it: vhci answers EBUSY for a port
-    taken by a concurrent attach, usbip-vudc ENODEV when no gadget is bound.
-    """
-
-    def __init__(self, action: str, path: str, err: OSError, hint: Optional[str] = None) -> None:
-        self.errno = err.errno
-        self.path = path
-        reason = err.strerror or str(err)
-        if err.errno in (errno.EACCES, errno.EPERM) and hint is None:
-            hint = "run as root"
-        super().__init__("cannot %s %s: %s" % (action, path, reason), hint)
+from .errors import SysfsError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,8 +4,8 @@
 
 A gadget is what a ``usbip-vudc`` or ``dummy_udc`` exports, and the lab builds
 its test devices from them, so they are managed like any other state: a
-:class:`GadgetSpec` says what should exist, :meth:`Gadgets.ensure` converges
-the tree and returns the changes, and :meth:`Gadgets.read` gives the current
+:class:`GadgetSpec` says what should exist, :meth:`GadgetDriver.ensure` converges
+the tree and returns the changes, and :meth:`GadgetDriver.read` gives the current
 state in the same shape for diffs.
 
 Configfs enforces an order the shell recipes learn the hard way: links into a
@@ -25,8 +25,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from .. import validate
 from ..errors import InvalidArgument
-from .errors import DeviceBusy, DeviceNotFound, DriverNotLoaded
-from .fs import Change, Sysfs, SysfsError
+from .errors import DeviceBusy, DeviceNotFound, DriverNotLoaded, SysfsError
+from .fs import Change, Sysfs
 
 CONFIGFS = "/sys/kernel/config"
 GADGETS = CONFIGFS + "/usb_gadget"
@@ -105,19 +105,19 @@ class Udc:
     function: Optional[str]
 
 
-class Gadgets:
+class GadgetDriver:
     """The gadgets under ``/sys/kernel/config/usb_gadget``."""
 
     def __init__(self, sysfs: Sysfs) -> None:
         self.sysfs = sysfs
 
-    def check(self) -> None:
+    def check_loaded(self) -> None:
         if not self.sysfs.isdir(GADGETS):
             raise DriverNotLoaded("configfs USB gadgets are unavailable (%s is missing)" % GADGETS,
                                   hint="modprobe libcomposite; mount -t configfs none %s" % CONFIGFS)
 
     def names(self) -> List[str]:
-        self.check()
+        self.check_loaded()
         return [name for name in self.sysfs.listdir(GADGETS) if self.sysfs.isdir(_gadget(name))]
 
     def udcs(self) -> List[Udc]:
@@ -129,13 +129,13 @@ class Gadgets:
 
     def bound_udc(self, name: str) -> Optional[str]:
         name = _name(name, "gadget name", _GADGET_NAME)
-        self.check()
+        self.check_loaded()
         return self.sysfs.read_optional(_gadget(name) + "/UDC") or None
 
     def read(self, name: str) -> Optional[GadgetSpec]:
         """The gadget as a spec (None where it does not exist), for diffs."""
         name = _name(name, "gadget name", _GADGET_NAME)
-        self.check()
+        self.check_loaded()
         g = _gadget(name)
         if not self.sysfs.isdir(g):
             return None
@@ -160,7 +160,7 @@ class Gadgets:
         spec = _checked(spec)
         if udc is not None:
             udc = _name(udc, "UDC name", _UDC_NAME)
-        self.check()
+        self.check_loaded()
         if udc is not None:
             self._check_udc(udc, spec.name)
         start = len(self.sysfs.journal)
@@ -179,7 +179,7 @@ class Gadgets:
     def remove(self, name: str) -> List[Change]:
         """Take the gadget apart in the order configfs requires; [] when it does not exist."""
         name = _name(name, "gadget name", _GADGET_NAME)
-        self.check()
+        self.check_loaded()
         s, g = self.sysfs, _gadget(name)
         if not s.isdir(g):
             return []

@@ -20,8 +20,8 @@ from typing import List, Optional
 
 from .. import validate
 from ..device import DeviceStatus
-from .errors import BindLoop, DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable
-from .fs import Sysfs, SysfsError
+from .errors import BindLoop, DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable, SysfsError
+from .fs import Sysfs
 from .usb import DEVICES, LocalDevice, UsbBus, is_device_name
 
 DRIVER_NAME = "usbip-host"

@@ -16,8 +16,8 @@ from typing import Collection, List, Optional, Tuple
 
 from .. import validate
 from ..device import Speed, UsbDevice, UsbInterface
-from .errors import DeviceNotFound
-from .fs import Sysfs, SysfsError
+from .errors import DeviceNotFound, SysfsError
+from .fs import Sysfs
 
 DEVICES = "/sys/bus/usb/devices"
 HUB_CLASS = 0x09

@@ -29,8 +29,8 @@ from typing import Iterator, List, Optional, Sequence, Set, Tuple
 from .. import validate
 from ..device import PortStatus, Speed
 from ..errors import InvalidArgument, UsbipError
-from .errors import DriverNotLoaded, NoFreePort
-from .fs import Sysfs, SysfsError
+from .errors import DriverNotLoaded, NoFreePort, SysfsError
+from .fs import Sysfs
 
 VHCI = "/sys/devices/platform/vhci_hcd.0"
 RECORDS = "/var/run/vhci_hcd"
@@ -134,7 +134,7 @@ def record_path(port: int) -> str:
     return "%s/port%d" % (RECORDS, port)
 
 
-class Vhci:
+class VhciDriver:
     """Attach, detach and list through ``vhci_hcd``.
 
     ``timeout`` bounds both the wait for the host-wide lock and the attach

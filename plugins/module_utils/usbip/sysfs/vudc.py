@@ -21,8 +21,8 @@ from typing import List, Optional
 from .. import validate
 from ..device import DeviceStatus, Speed, UsbDevice
 from ..errors import UsbipError
-from .errors import DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable
-from .fs import Sysfs, SysfsError
+from .errors import DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable, SysfsError
+from .fs import Sysfs
 
 DRIVER_NAME = "usbip-vudc"
 DRIVER = "/sys/bus/platform/drivers/" + DRIVER_NAME
