@@ -1,9 +1,10 @@
 """In-guest set-up for the benchmarks: kernel, gadgets, daemons, clients, uevents.
 
-It reuses the integration suite's helpers (``tests/integration/labkit.py``
-and the module list of its ``conftest.py``) and the stack's own configfs
-gadget driver, so the benchmarks see the same virtual devices as the tests.
-Everything here runs as root inside a lab guest.
+The kernel modules, gadgets, backing files and waits come from the lab's guest kit
+(:mod:`lab.guestkit`), which the integration suite's fixtures wrap too, so the
+benchmarks see the same virtual devices as the tests. Importing the kit puts this
+checkout's stack on ``sys.path`` and ``PYTHONPATH`` (our commands run as
+``python -m usbip.cli.<tool>``). Everything here runs as root inside a lab guest.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import resource
 import select
@@ -23,19 +23,12 @@ import sys
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STACK = os.path.join(REPO, "plugins", "module_utils")
-sys.path[:0] = [os.path.join(REPO, "tests", "integration"), STACK]
-os.environ["PYTHONPATH"] = STACK  # our commands, as `python -m usbip.cli.<tool>` would find them
+from lab import guestkit
+from lab.guestkit import REPO, GadgetMaker, block_device_of, listening, sh, wait_for
+from usbip.sysfs.fs import Sysfs
+from usbip.sysfs.vhci import VhciDriver
 
-from conftest import MODULES  # noqa: E402 - the suite's kernel modules
-
-from labkit import block_device_of, listening, sh, wait_for  # noqa: E402
-from usbip.sysfs import gadget as gadget_driver  # noqa: E402
-from usbip.sysfs.fs import Sysfs  # noqa: E402
-from usbip.sysfs.vhci import VhciDriver  # noqa: E402
-
-__all__ = ["block_device_of", "listening", "sh", "wait_for"]
+__all__ = ["REPO", "block_device_of", "listening", "sh", "wait_for"]
 
 WORK = "/tmp/bench"
 #: Debian's interpreter: what a packaged install of the console scripts runs on.
@@ -50,11 +43,7 @@ SYSFS = Sysfs()
 
 # -- kernel ---------------------------------------------------------------------------
 def load_kernel(vudc: int) -> None:
-    for module in list(MODULES) + CLIENT_DRIVERS:
-        sh("modprobe", module)
-    sh("modprobe", "usbip-vudc", "num=%d" % vudc)
-    if not os.path.ismount("/sys/kernel/config"):
-        sh("mount", "-t", "configfs", "none", "/sys/kernel/config")
+    guestkit.load_kernel(vudc, extra=CLIENT_DRIVERS)
     # Short-lived DEVLIST connections by the ten thousand: widen the ephemeral range.
     with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
         f.write("10000 65000")
@@ -66,7 +55,7 @@ def load_kernel(vudc: int) -> None:
 
 def reload_vudc(instances: int) -> None:
     """``usbip-vudc num=instances``; every gadget must be gone first."""
-    GadgetDriver.remove_all()
+    gadgets.remove_all()
     wait_for(lambda: subprocess.run(["modprobe", "-r", "usbip-vudc"], capture_output=True).returncode == 0,
              30, "usbip-vudc to unload")
     sh("modprobe", "usbip-vudc", "num=%d" % instances)
@@ -79,40 +68,14 @@ def vudc_available(index: int) -> bool:
     return False
 
 
-# -- gadgets (as tests/integration/conftest.py makes them) ------------------------------------
-class GadgetDriver:
-    made: List[str] = []
-
-    @classmethod
-    def make(cls, name: str, udc: str, vid: int, pid: int, serial: str, function: str = "acm",
-             backing: Optional[str] = None) -> str:
-        if function == "mass_storage":
-            attrs = {"lun.0/removable": True}
-            if backing:
-                attrs["lun.0/file"] = backing
-            fn = gadget_driver.GadgetFunction("mass_storage.0", attrs)
-        else:
-            fn = gadget_driver.GadgetFunction(function + ".0")
-        spec = gadget_driver.GadgetSpec(name=name, id_vendor=vid, id_product=pid, bcd_usb=0x0200, serialnumber=serial,
-                                        manufacturer="usbip-bench", product="bench-" + name, configuration="bench",
-                                        functions=(fn,))
-        gadget_driver.GadgetDriver(SYSFS).ensure(spec, udc)
-        cls.made.append(name)
-        return name
-
-    @classmethod
-    def remove_all(cls) -> None:
-        for name in reversed(cls.made):
-            gadget_driver.GadgetDriver(SYSFS).remove(name)
-        cls.made.clear()
+# -- gadgets (made as the integration suite's are) -------------------------------------------
+#: Every gadget of the current phase; ``gadgets.remove_all()`` ends the phase.
+gadgets = GadgetMaker(SYSFS, label="bench")
 
 
 def backing_file(name: str, size: int, seed: int = 1) -> str:
     os.makedirs(WORK, exist_ok=True)
-    path = os.path.join(WORK, name + ".img")
-    with open(path, "wb") as f:
-        f.write(random.Random(seed).randbytes(size))
-    return path
+    return guestkit.write_backing(os.path.join(WORK, name + ".img"), size, seed).path
 
 
 # -- commands ---------------------------------------------------------------------------

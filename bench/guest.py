@@ -22,7 +22,8 @@ import traceback
 from typing import Callable, Dict, List, Optional
 
 from bench import env, loadgen
-from bench.env import GadgetDriver, median
+from bench.env import median
+from lab import pki
 
 OUR_PORT = 3240  # ours listen on 3240.., the C daemon on 3340..
 C_PORT = 3340
@@ -109,7 +110,7 @@ def host_mode(cfg: Config) -> Dict:
     from labkit import find_usb_device
     from usbip.sysfs.host import HostDriver
 
-    GadgetDriver.make("hostdev", "dummy_udc.0", VID, 0x0002, "BENCH-HOST", "acm")
+    env.gadgets.make("hostdev", "dummy_udc.0", VID, 0x0002, "BENCH-HOST", "acm")
     busid = find_usb_device(VID, 0x0002, serial="BENCH-HOST")
     driver = HostDriver(env.SYSFS)
     driver.bind(busid)
@@ -121,7 +122,7 @@ def host_mode(cfg: Config) -> Dict:
             d.stop()
     result["module_bind_converged"] = module_runs(cfg, "usbip_bind", {"busid": busid})
     driver.unbind(busid)
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
@@ -129,21 +130,21 @@ def device_mode(cfg: Config) -> Dict:
     """4 gadgets on usbip-vudc: DEVLIST."""
     env.reload_vudc(4)
     for n in range(4):
-        GadgetDriver.make("dev%d" % n, "usbip-vudc.%d" % n, VID, 0x0100 + n, "BENCH-DEV-%d" % n, "acm")
+        env.gadgets.make("dev%d" % n, "usbip-vudc.%d" % n, VID, 0x0100 + n, "BENCH-DEV-%d" % n, "acm")
     daemons = {"ours": env.our_daemon(OUR_PORT + 1, device=True), "c": env.c_daemon(C_PORT + 1, device=True)}
     try:
         result = {"devlist": devlist_runs(cfg, daemons, devices=4)}
     finally:
         for d in daemons.values():
             d.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
 def attach_phase(cfg: Config) -> Dict:
     """One ACM gadget on usbip-vudc.0 served by our daemon: single attaches by each client, modules."""
     env.reload_vudc(1)
-    GadgetDriver.make("att", "usbip-vudc.0", VID, 0x0101, "BENCH-ATT", "acm")
+    env.gadgets.make("att", "usbip-vudc.0", VID, 0x0101, "BENCH-ATT", "acm")
     daemon = env.our_daemon(OUR_PORT + 6, device=True)
     result: Dict = {}
     try:
@@ -152,7 +153,7 @@ def attach_phase(cfg: Config) -> Dict:
         result["module_attach"] = module_attach(cfg, daemon.port, "usbip-vudc.0", vudc=0)
     finally:
         daemon.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
@@ -276,8 +277,8 @@ def data_path(cfg: Config) -> Dict:
     env.reload_vudc(2)
     size = cfg.disk_mb << 20
     for n in range(2):
-        GadgetDriver.make("disk%d" % n, "usbip-vudc.%d" % n, VID, 0x0003 + n, "BENCH-DISK-%d" % n, "mass_storage",
-                     env.backing_file("disk%d" % n, size, seed=n + 1))
+        env.gadgets.make("disk%d" % n, "usbip-vudc.%d" % n, VID, 0x0003 + n, "BENCH-DISK-%d" % n, "mass_storage",
+                         env.backing_file("disk%d" % n, size, seed=n + 1))
     daemons = {"ours": env.our_daemon(OUR_PORT + 2, device=True), "c": env.c_daemon(C_PORT + 2, device=True)}
     clients = {"ours": env.console_script("usbip"), "c": "usbip"}
     busids = {"ours": "usbip-vudc.0", "c": "usbip-vudc.1"}
@@ -314,7 +315,7 @@ def data_path(cfg: Config) -> Dict:
     finally:
         for d in daemons.values():
             d.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return runs
 
 
@@ -325,15 +326,12 @@ def tls_path(cfg: Config) -> Dict:
     The SSH tunnel is OpenSSH on loopback in this guest (``ssh -L`` to the plain port), so its cost is
     the two userspace copies and the cipher, as on a real network, without a real network's latency.
     """
-    sys.path.insert(0, env.REPO)
-    from lab import pki  # noqa: PLC0415 - the lab's throw-away certificates
-
     env.reload_vudc(3)
     size = cfg.disk_mb << 20
     names = ("plain", "ktls", "ssh")
     for n in range(len(names)):
-        GadgetDriver.make("tls%d" % n, "usbip-vudc.%d" % n, VID, 0x0010 + n, "BENCH-TLS-%d" % n, "mass_storage",
-                     env.backing_file("tls%d" % n, size, seed=10 + n))
+        env.gadgets.make("tls%d" % n, "usbip-vudc.%d" % n, VID, 0x0010 + n, "BENCH-TLS-%d" % n, "mass_storage",
+                         env.backing_file("tls%d" % n, size, seed=10 + n))
     certs = pki.make_pki(os.path.join(env.WORK, "pki"))
     port = OUR_PORT + 20
     daemon = env.our_daemon(port, device=True, debug=True, config={"tls": {
@@ -379,7 +377,7 @@ def tls_path(cfg: Config) -> Dict:
     finally:
         tunnel.stop()
         daemon.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
@@ -409,7 +407,7 @@ def concurrent(cfg: Config) -> Dict:
     ways_max = max(w for w, _ in cfg.concurrent)
     env.reload_vudc(ways_max)
     for n in range(ways_max):
-        GadgetDriver.make("cc%d" % n, "usbip-vudc.%d" % n, VID, 0x0200 + n, "BENCH-CC-%d" % n, "mass_storage")
+        env.gadgets.make("cc%d" % n, "usbip-vudc.%d" % n, VID, 0x0200 + n, "BENCH-CC-%d" % n, "mass_storage")
     daemon = env.our_daemon(OUR_PORT + 3, device=True)
     clients = {"ours": env.console_script("usbip"), "c": "usbip"}
     result: Dict = {}
@@ -426,7 +424,7 @@ def concurrent(cfg: Config) -> Dict:
         env.settle(range(ways_max))
     finally:
         daemon.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
@@ -476,7 +474,7 @@ def concurrent_round(tool: str, port: int, ways: int, bound: float) -> Dict:
 def idle_memory(cfg: Config) -> Dict:
     """Daemon memory with ``cfg.idle`` connections that never send a request."""
     env.reload_vudc(1)
-    GadgetDriver.make("idle", "usbip-vudc.0", VID, 0x0004, "BENCH-IDLE", "acm")
+    env.gadgets.make("idle", "usbip-vudc.0", VID, 0x0004, "BENCH-IDLE", "acm")
     # Our defaults refuse more than 64 connections per client address and close a silent one after
     # 10 s; one client address holding 1000 needs both raised (the C daemon has no such limits).
     config = {"max_connections": 4096, "max_per_client": 4096, "read_timeout": 300}
@@ -513,7 +511,7 @@ def idle_memory(cfg: Config) -> Dict:
             print("idle %s: %s" % (name, result[name]), flush=True)
         finally:
             daemon.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
@@ -526,8 +524,8 @@ def scaling(cfg: Config) -> Dict:
     made = 0
     for count in cfg.scaling:
         while made < count:
-            GadgetDriver.make("sc%d" % made, "usbip-vudc.%d" % made, VID, 0x0300 + made, "BENCH-SC-%d" % made,
-                         "mass_storage")
+            env.gadgets.make("sc%d" % made, "usbip-vudc.%d" % made, VID, 0x0300 + made, "BENCH-SC-%d" % made,
+                             "mass_storage")
             made += 1
         daemons = {"ours": env.our_daemon(OUR_PORT + 5, device=True), "c": env.c_daemon(C_PORT + 5, device=True)}
         try:
@@ -535,7 +533,7 @@ def scaling(cfg: Config) -> Dict:
         finally:
             for d in daemons.values():
                 d.stop()
-    GadgetDriver.remove_all()
+    env.gadgets.remove_all()
     return result
 
 
@@ -572,7 +570,7 @@ def main(argv=None) -> int:
             traceback.print_exc()
             results["errors"][name] = traceback.format_exc()[-3000:]
             results["phases"][name] = dict(_partial)
-            GadgetDriver.remove_all()
+            env.gadgets.remove_all()
         results["durations"][name] = time.monotonic() - started
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)

@@ -12,7 +12,7 @@ import json
 import subprocess
 import time
 
-from labkit import ours, sh, wait_for
+from lab.guestkit import ours, sh, wait_for
 from usbip.sysfs.fs import Sysfs
 from usbip.sysfs.vhci import VhciDriver
 

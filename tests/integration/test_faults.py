@@ -35,7 +35,7 @@ import time
 
 import pytest
 
-from labkit import block_device_of, ours, read_disk, sh, wait_for
+from lab.guestkit import block_device_of, ours, read_disk, sh, wait_for
 from usbip.device import PortStatus, Speed
 from usbip.errors import UsbipError
 from usbip.net import client

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from labkit import block_device_of, find_usb_device, ours, read_disk, sh, wait_for
+from lab.guestkit import block_device_of, find_usb_device, ours, read_disk, sh, wait_for
 
 C = ("usbip",)
 OURS = ours("usbip")

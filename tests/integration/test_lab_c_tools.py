@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from labkit import block_device_of, find_usb_device, read_disk, sh, wait_for
+from lab.guestkit import block_device_of, find_usb_device, read_disk, sh, wait_for
 
 VHCI = "/sys/devices/platform/vhci_hcd.0"
 STUB = "/sys/bus/usb/drivers/usbip-host"

@@ -26,7 +26,7 @@ import time
 import pytest
 
 from lab import pki
-from labkit import block_device_of, listening, ours, read_disk, sh, wait_for
+from lab.guestkit import block_device_of, listening, ours, read_disk, sh, wait_for
 from usbip.sysfs.fs import Sysfs
 from usbip.sysfs.vhci import VHCI, VhciDriver
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 
-from labkit import find_usb_device, listening, ours, sh, wait_for
+from lab.guestkit import find_usb_device, listening, ours, sh, wait_for
 from usbip.net import client
 
 PORT = 3275

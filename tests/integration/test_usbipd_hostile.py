@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 
-from labkit import find_usb_device, ours, sh
+from lab.guestkit import find_usb_device, ours, sh
 from usbip.net import client
 
 PORT = 3270
