@@ -14,11 +14,10 @@ import sys
 import tempfile
 import time
 
+from . import ansiblekit
 from . import fleet as lab_fleet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
-import fleetkit  # noqa: E402
 
 READ_DISK = ("for b in /sys/block/sd*; do case $(readlink -f $b) in *vhci_hcd*) "
              "echo /dev/${b##*/}: $(dd if=/dev/${b##*/} bs=64k count=16 iflag=direct status=none | sha256sum);; "
@@ -35,7 +34,7 @@ def step(text: str) -> None:
 
 def recap_line(run) -> str:
     return ", ".join("%s changed=%d failed=%d" % (h, r["changed"], r["failed"])
-                     for h, r in sorted(fleetkit.recap(run.stdout).items()))
+                     for h, r in sorted(ansiblekit.recap(run.stdout).items()))
 
 
 def main() -> int:
@@ -46,13 +45,13 @@ def main() -> int:
     fleet = lab_fleet.Fleet(["server1", "client1"], out=open(console, "w"))
     try:
         fleet.start()
-        env = fleetkit.ansible_env(fleet["server1"].ssh_port, fleet["client1"].ssh_port, lab_fleet.KEY,
-                                   fleetkit.collections_tree(tempfile.mkdtemp(prefix="collections-")))
+        env = ansiblekit.ansible_env(fleet["server1"].ssh_port, fleet["client1"].ssh_port, lab_fleet.KEY,
+                                   ansiblekit.collections_tree(tempfile.mkdtemp(prefix="collections-")))
         step("preparing the server's virtual disk (1 MiB of known content)")
-        if fleetkit.playbook("prepare.yml", env).returncode:
+        if ansiblekit.playbook("prepare.yml", env).returncode:
             return 1
         step("converging the fleet: ansible-playbook playbooks/site.yml")
-        run = fleetkit.playbook("site.yml", env)
+        run = ansiblekit.playbook("site.yml", env)
         print("recap: " + recap_line(run))
         if run.returncode:
             return 1
@@ -61,15 +60,15 @@ def main() -> int:
         print(fleet.ssh(fleet["client1"], "/usr/local/sbin/usbip port").stdout)
         step("client1: reading the server's disk through USB/IP")
         print(fleet.ssh(fleet["client1"], READ_DISK).stdout.strip())
-        print("expected sha256: %s" % hashlib.sha256(fleetkit.disk_content()).hexdigest())
+        print("expected sha256: %s" % hashlib.sha256(ansiblekit.disk_content()).hexdigest())
         step("converging again: nothing may change")
-        run = fleetkit.playbook("site.yml", env)
+        run = ansiblekit.playbook("site.yml", env)
         print("recap: " + recap_line(run))
         step("--check --diff with client1 no longer declaring the serial adapter")
-        run = fleetkit.playbook("site.yml", env, "--check", "--diff", *fleetkit.extra_vars("drop_serial"))
+        run = ansiblekit.playbook("site.yml", env, "--check", "--diff", *ansiblekit.extra_vars("drop_serial"))
         print("recap: " + recap_line(run))
         step("fleet report")
-        fleetkit.playbook("fleet_report.yml", env)
+        ansiblekit.playbook("fleet_report.yml", env)
     finally:
         step("stopping the guests")
         fleet.stop()

@@ -6,20 +6,13 @@ as an operator's day would.
 """
 
 import os
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-for path in (HERE, REPO):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from lab import ansiblekit, qemu
+from lab import fleet as lab_fleet
 
-import fleetkit  # noqa: E402
-
-from lab import fleet as lab_fleet  # noqa: E402
-from lab import qemu  # noqa: E402
+REPO = ansiblekit.REPO
 
 
 @pytest.fixture(scope="session")
@@ -38,5 +31,5 @@ def fleet():
 
 @pytest.fixture(scope="session")
 def env(fleet, tmp_path_factory):
-    collections = fleetkit.collections_tree(str(tmp_path_factory.mktemp("collections")))
-    return fleetkit.ansible_env(fleet["server1"].ssh_port, fleet["client1"].ssh_port, lab_fleet.KEY, collections)
+    collections = ansiblekit.collections_tree(str(tmp_path_factory.mktemp("collections")))
+    return ansiblekit.ansible_env(fleet["server1"].ssh_port, fleet["client1"].ssh_port, lab_fleet.KEY, collections)

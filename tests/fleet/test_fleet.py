@@ -12,18 +12,19 @@ import hashlib
 import json
 import time
 
-import fleetkit
 import pytest
+
+from lab import ansiblekit
 
 # Ansible under TCG: a converge of both guests takes minutes.
 pytestmark = pytest.mark.timeout(1200)
 
-EXPECTED = hashlib.sha256(fleetkit.disk_content()).hexdigest()
+EXPECTED = hashlib.sha256(ansiblekit.disk_content()).hexdigest()
 # The block device of the attached disk: the sd* whose sysfs path runs through vhci_hcd.
 READ_DISK = (
     "for b in /sys/block/sd*; do case $(readlink -f $b) in *vhci_hcd*) "
     "dd if=/dev/${b##*/} bs=64k count=%d iflag=direct status=none | sha256sum | cut -d' ' -f1;; esac; done"
-    % (fleetkit.DISK_SIZE // 65536))
+    % (ansiblekit.DISK_SIZE // 65536))
 
 
 def attached(fleet) -> list:
@@ -60,10 +61,10 @@ def serial_busid(fleet) -> str:
 
 
 def test_converge_attaches_the_servers_devices(fleet, env):
-    assert fleetkit.playbook("prepare.yml", env).returncode == 0
-    run = fleetkit.playbook("site.yml", env)
+    assert ansiblekit.playbook("prepare.yml", env).returncode == 0
+    run = ansiblekit.playbook("site.yml", env)
     assert run.returncode == 0
-    recap = fleetkit.recap(run.stdout)
+    recap = ansiblekit.recap(run.stdout)
     assert recap["server1"]["failed"] == 0 and recap["client1"]["failed"] == 0
     assert recap["server1"]["changed"] > 0 and recap["client1"]["changed"] > 0
     expected = sorted([serial_busid(fleet), "usbip-vudc.0"])
@@ -78,9 +79,9 @@ def test_converge_attaches_the_servers_devices(fleet, env):
 
 
 def test_second_converge_changes_nothing(fleet, env):
-    run = fleetkit.playbook("site.yml", env)
+    run = ansiblekit.playbook("site.yml", env)
     assert run.returncode == 0
-    recap = fleetkit.recap(run.stdout)
+    recap = ansiblekit.recap(run.stdout)
     assert recap["server1"]["changed"] == 0, run.stdout[-3000:]
     assert recap["client1"]["changed"] == 0, run.stdout[-3000:]
 
@@ -88,9 +89,9 @@ def test_second_converge_changes_nothing(fleet, env):
 def test_check_diff_shows_the_changed_declaration_and_changes_nothing(fleet, env):
     before = attached(fleet)
     config_before = fleet.ssh(fleet["client1"], "cat /etc/usbip/attachments.yml").stdout
-    run = fleetkit.playbook("site.yml", env, "--check", "--diff", *fleetkit.extra_vars("drop_serial"))
+    run = ansiblekit.playbook("site.yml", env, "--check", "--diff", *ansiblekit.extra_vars("drop_serial"))
     assert run.returncode == 0
-    recap = fleetkit.recap(run.stdout)
+    recap = ansiblekit.recap(run.stdout)
     assert recap["server1"]["changed"] == 0
     assert recap["client1"]["changed"] > 0
     # the template diff drops the serial adapter's declaration
@@ -101,7 +102,7 @@ def test_check_diff_shows_the_changed_declaration_and_changes_nothing(fleet, env
 
 
 def test_fleet_report(fleet, env):
-    run = fleetkit.playbook("fleet_report.yml", env)
+    run = ansiblekit.playbook("fleet_report.yml", env)
     assert run.returncode == 0
     assert "usbip-vudc.0" in run.stdout and "client1" in run.stdout
     # both exports are traced to the client, the disk through the server's TLS port
@@ -141,7 +142,7 @@ def test_client_reboot_reattaches_without_ansible(fleet, env):
 
 
 def test_undeclared_device_is_detached_and_stays_detached(fleet, env):
-    run = fleetkit.playbook("site.yml", env, *fleetkit.extra_vars("drop_serial"))
+    run = ansiblekit.playbook("site.yml", env, *ansiblekit.extra_vars("drop_serial"))
     assert run.returncode == 0
     assert attached(fleet) == ["usbip-vudc.0"]
     time.sleep(12)  # several supervisor intervals

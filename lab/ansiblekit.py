@@ -1,7 +1,8 @@
-"""Host-side helpers for the lab fleet test: run the collection's playbooks against the lab guests over SSH.
+"""The Ansible kit: run the collection's playbooks from this host against the lab guests over SSH.
 
-The guests are started by the harness (``lab.qemu.Guest`` with ``systemd=True``, ``lan=...``, ``ssh_port=...``);
-this module only knows how Ansible reaches them:
+Used by the fleet suite (``tests/fleet``) and by ``make demo`` (:mod:`lab.demo`). The guests are started
+by :mod:`lab.fleet` (``lab.qemu.Guest`` with ``systemd=True``, ``lan=...``, ``ssh_port=...``); this module
+only knows how Ansible reaches them:
 
 - ``collections_tree()`` makes ``usbip.usbip`` resolvable (``ansible_collections/usbip/usbip`` -> this checkout);
 - ``ansible_env()`` is the environment for ``ansible-playbook`` (inventory/hosts.yml reads the SSH ports and key
@@ -18,9 +19,13 @@ import re
 import subprocess
 from typing import Dict, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-INVENTORY = os.path.join(HERE, "inventory")
+from . import pki
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The lab fleet's inventory, prepare.yml and variable variants (``vars/*.yml``): YAML only, kept beside the
+#: fleet suite so that ansible-lint checks them (it skips lab/); nothing is imported from there.
+FLEET_FILES = os.path.join(REPO, "tests", "fleet")
+INVENTORY = os.path.join(FLEET_FILES, "inventory")
 PLAYBOOKS = os.path.join(REPO, "playbooks")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 
@@ -47,8 +52,6 @@ def lab_pki() -> str:
     """The lab fleet's throw-away CA and certificates (``lab.pki``), made once under build/."""
     directory = os.path.join(REPO, "build", "lab-pki")
     if not os.path.exists(os.path.join(directory, "client1.key")):
-        from lab import pki  # noqa: PLC0415
-
         pki.make_pki(directory)
     return directory
 
@@ -78,7 +81,7 @@ def playbook(name: str, env: Dict[str, str], *args: str, timeout: float = 2400) 
     """Run ``playbooks/<name>`` (or a path) with the lab inventory; output is echoed and returned."""
     path = name if os.path.isabs(name) else os.path.join(PLAYBOOKS, name)
     if not os.path.exists(path):
-        path = os.path.join(HERE, name)
+        path = os.path.join(FLEET_FILES, name)
     argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", INVENTORY, path, *args]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     print("$ %s\n%s%s[rc=%d]" % (" ".join(argv), proc.stdout, proc.stderr, proc.returncode))
@@ -101,4 +104,4 @@ def disk_content(size: int = DISK_SIZE, seed: int = DISK_SEED) -> bytes:
 
 def extra_vars(name: str) -> Sequence[str]:
     """``-e @vars/<name>.yml`` arguments, e.g. ``extra_vars('drop_serial')``."""
-    return ("-e", "@" + os.path.join(HERE, "vars", name + ".yml"))
+    return ("-e", "@" + os.path.join(FLEET_FILES, "vars", name + ".yml"))
