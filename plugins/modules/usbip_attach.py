@@ -221,7 +221,13 @@ kernel_modules:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_args import KERNEL_MODULES_ARGS, match_args
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import KTLS, Context, diff
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import (
+    hex4,
+    local_device_info,
+    remote_device_info,
+)
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, matching, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
@@ -229,6 +235,7 @@ from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol import 
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Change
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import KERNEL_MODULE as VHCI_HCD
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, VhciDriver
 
 
@@ -300,9 +307,9 @@ def converge(ctx):
     header = "vhci ports (attachments from %s:%d)" % (server, tcp_port)
 
     vhci = VhciDriver(ctx.sysfs)
-    if state == "absent" and ctx.missing_kernel_modules([glue.VHCI_HCD]):
+    if state == "absent" and ctx.missing_kernel_modules([VHCI_HCD]):
         return {"changed": False, "port": None, "local_busid": None, "detached": [], "ports": []}
-    ctx.load_kernel_modules([glue.VHCI_HCD] + ([glue.KTLS] if tls_params else []))
+    ctx.load_kernel_modules([VHCI_HCD] + ([KTLS] if tls_params else []))
     tls = tls_endpoint(tls_params)
     # In check mode vhci-hcd may still be missing: then nothing is attached yet.
     vhci_ready = not (ctx.check_mode and ctx.kernel_modules)
@@ -321,7 +328,7 @@ def converge(ctx):
         result = {"changed": bool(detached), "port": None, "local_busid": None, "detached": detached,
                   "ports": [port_info(p) for p in after]}
         if ctx.diff_mode:
-            result["diff"] = glue.diff(table([port_line(p) for p in before]), table(after_lines), header)
+            result["diff"] = diff(table([port_line(p) for p in before]), table(after_lines), header)
         return result
 
     remote = {"host": server, "port": tcp_port}
@@ -331,13 +338,13 @@ def converge(ctx):
         port = mine[0].imported.port
         remote["busid"] = mine[0].imported.remote_busid
         if mine[0].local is not None:
-            remote.update(id_vendor=glue.hex4(mine[0].local.device.id_vendor),
-                          id_product=glue.hex4(mine[0].local.device.id_product))
+            remote.update(id_vendor=hex4(mine[0].local.device.id_vendor),
+                          id_product=hex4(mine[0].local.device.id_product))
     else:
         changed = True
         device = resolve_remote(server, tcp_port, busid, match, timeout, tls)
-        remote.update(busid=device.busid, id_vendor=glue.hex4(device.id_vendor),
-                      id_product=glue.hex4(device.id_product), device=glue.remote_device_info(device))
+        remote.update(busid=device.busid, id_vendor=hex4(device.id_vendor),
+                      id_product=hex4(device.id_product), device=remote_device_info(device))
         if ctx.check_mode:
             # Importing would take the device from the server: check mode stops here.
             port = None
@@ -364,11 +371,11 @@ def converge(ctx):
         "port": port,
         "local_busid": local_busid,
         "remote": remote,
-        "device": glue.local_device_info(local) if local is not None else None,
+        "device": local_device_info(local) if local is not None else None,
         "ports": [port_info(p) for p in after],
     }
     if ctx.diff_mode:
-        result["diff"] = glue.diff(table([port_line(p) for p in before]), table(after_lines), header)
+        result["diff"] = diff(table([port_line(p) for p in before]), table(after_lines), header)
     return result
 
 
@@ -384,19 +391,19 @@ def main():
                 server_name=dict(type="str"),
             )),
             busid=dict(type="str"),
-            match=glue.match_args("vendor", "product"),
+            match=match_args("vendor", "product"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=30),
             wait_for_driver=dict(type="bool", default=False),
             timeout=dict(type="int", default=10),
-            **glue.KERNEL_MODULES_ARGS,
+            **KERNEL_MODULES_ARGS,
         ),
         mutually_exclusive=[("busid", "match")],
         required_one_of=[("busid", "match")],
         supports_check_mode=True,
     )
-    ctx = glue.Context(module)
+    ctx = Context(module)
     ctx.run(lambda: converge(ctx))
 
 

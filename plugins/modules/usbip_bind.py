@@ -191,11 +191,12 @@ kernel_modules:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_args import KERNEL_MODULES_ARGS, match_args
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import Context, diff
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import local_device_info, status_name
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import BindLoop, NotExportable
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, HostDriver
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, KERNEL_MODULE, HostDriver
 
 
 def binding(device, status):
@@ -203,16 +204,8 @@ def binding(device, status):
     return {
         "driver": device.driver,
         "usbip_host": device.driver == DRIVER_NAME,
-        "usbip_status": glue.status_name(status),
+        "usbip_status": status_name(status),
     }
-
-
-def refuse_unexportable(device):
-    """The stack's refusals, for the check-mode path that cannot call bind()."""
-    if device.under_vhci:
-        raise BindLoop("bind loop detected: device %s is attached through vhci_hcd" % device.busid)
-    if device.is_hub:
-        raise NotExportable("device %s is a hub; hubs cannot be exported" % device.busid)
 
 
 def converge(ctx):
@@ -232,17 +225,14 @@ def converge(ctx):
     before = binding(device, before_status)
 
     if state == "present":
-        ctx.load_kernel_modules([glue.USBIP_HOST])
-        if ctx.check_mode and ctx.kernel_modules:
-            # usbip-host would be loaded first: predict what bind() would do after it.
-            refuse_unexportable(device)
-            changed = True
-        else:
-            changed = host.bind(busid).changed
+        # In check mode a usbip-host that would be loaded reads as loaded: bind() plans its writes.
+        ctx.load_kernel_modules([KERNEL_MODULE])
+        changed = host.bind(busid).changed
     else:
         changed = host.unbind(busid).changed
 
     if ctx.check_mode:
+        # Nothing was written, so nothing can be read back: the state the planned writes lead to.
         after_device = device
         if changed:
             after = {"driver": DRIVER_NAME, "usbip_host": True, "usbip_status": "available"} \
@@ -257,17 +247,17 @@ def converge(ctx):
         after = binding(after_device, after_status)
         if state == "present" and after_status not in (DeviceStatus.AVAILABLE, DeviceStatus.USED):
             ctx.fail_msg("device %s is bound to usbip-host but reports status %s" % (
-                busid, glue.status_name(after_status)), hint="unbind and bind it again; see dmesg")
+                busid, status_name(after_status)), hint="unbind and bind it again; see dmesg")
 
     header = "usb device %s (%s%s)" % (busid, device.device.usbid,
                                        " serial=%s" % device.serial if device.serial else "")
     result = {
         "changed": changed,
-        "device": glue.local_device_info(after_device, after_status),
+        "device": local_device_info(after_device, after_status),
         "previous_driver": device.driver,
     }
     if ctx.diff_mode:
-        result["diff"] = glue.diff(before, after, header)
+        result["diff"] = diff(before, after, header)
     return result
 
 
@@ -275,15 +265,15 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             busid=dict(type="str"),
-            match=glue.match_args("vendor", "product", "serial", "port_path"),
+            match=match_args("vendor", "product", "serial", "port_path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            **glue.KERNEL_MODULES_ARGS,
+            **KERNEL_MODULES_ARGS,
         ),
         mutually_exclusive=[("busid", "match")],
         required_one_of=[("busid", "match")],
         supports_check_mode=True,
     )
-    ctx = glue.Context(module)
+    ctx = Context(module)
     ctx.run(lambda: converge(ctx))
 
 

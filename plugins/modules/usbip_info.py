@@ -142,7 +142,13 @@ remote_devices:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import Context
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import (
+    hex4,
+    local_device_info,
+    remote_device_info,
+    status_name,
+)
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GADGETS, GadgetDriver
@@ -159,7 +165,7 @@ def devices(sysfs):
     found = []
     for dev in host.bus.devices():
         status = host.status(dev.busid) if dev.driver == DRIVER_NAME else None
-        found.append(glue.local_device_info(dev, status))
+        found.append(local_device_info(dev, status))
     return found
 
 
@@ -168,12 +174,12 @@ def vudc_instances(sysfs):
     found = []
     for name in vudc.instances():
         entry = {"busid": name, "gadget": sysfs.read_optional("%s/%s/function" % (UDC_CLASS, name)) or None,
-                 "exportable": False, "usbip_status": glue.status_name(vudc.status(name)), "usbid": None,
+                 "exportable": False, "usbip_status": status_name(vudc.status(name)), "usbid": None,
                  "id_vendor": None, "id_product": None}
         if vudc.has_gadget(name):
             device = vudc.describe(name)
-            entry.update(exportable=True, usbid=device.usbid, id_vendor=glue.hex4(device.id_vendor),
-                         id_product=glue.hex4(device.id_product), speed=device.speed.description)
+            entry.update(exportable=True, usbid=device.usbid, id_vendor=hex4(device.id_vendor),
+                         id_product=hex4(device.id_product), speed=device.speed.description)
         found.append(entry)
     return found
 
@@ -204,7 +210,7 @@ def ports(sysfs):
         found.append({"port": p.port, "hub": p.hub, "status": p.status.name.lower(), "speed": p.speed.description,
                       "local_busid": p.local_busid, "host": p.host, "remote_port": p.remote_port,
                       "remote_busid": p.remote_busid,
-                      "device": glue.local_device_info(local) if local is not None else None})
+                      "device": local_device_info(local) if local is not None else None})
     return found
 
 
@@ -231,7 +237,7 @@ def gather(ctx):
     if "ports" in wanted:
         result["ports"] = ports(sysfs) if drivers["vhci_hcd"] else []
     if params["server"]:
-        result["remote_devices"] = [glue.remote_device_info(d)
+        result["remote_devices"] = [remote_device_info(d)
                                     for d in client.list_devices(params["server"], port, timeout=timeout)]
     return result
 
@@ -247,7 +253,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    ctx = glue.Context(module, read_only=True)
+    ctx = Context(module, read_only=True)
     ctx.run(lambda: gather(ctx))
 
 

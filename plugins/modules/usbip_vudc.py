@@ -224,9 +224,12 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_args import KERNEL_MODULES_ARGS
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import Context, diff
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import hex4, status_name
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import gadget
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DriverNotLoaded
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import (
     GadgetDriver,
@@ -235,37 +238,26 @@ from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget imp
 )
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vudc import VudcDriver
 
-# Function options: (option, configfs attribute, types that have it).
-FUNCTION_ATTRS = (
-    ("file", "lun.0/file", ("mass_storage",)),
-    ("ro", "lun.0/ro", ("mass_storage",)),
-    ("removable", "lun.0/removable", ("mass_storage",)),
-    ("cdrom", "lun.0/cdrom", ("mass_storage",)),
-    ("nofua", "lun.0/nofua", ("mass_storage",)),
-    ("stall", "stall", ("mass_storage",)),
-    ("protocol", "protocol", ("hid",)),
-    ("subclass", "subclass", ("hid",)),
-    ("report_length", "report_length", ("hid",)),
-    ("report_desc", "report_desc", ("hid",)),
-)
-# Spec fields shown in the diff, with their configfs names and formats.
-DEVICE_FIELDS = (
-    ("id_vendor", "idVendor", "0x%04x"),
-    ("id_product", "idProduct", "0x%04x"),
-    ("bcd_usb", "bcdUSB", "0x%04x"),
-    ("bcd_device", "bcdDevice", "0x%04x"),
-    ("device_class", "bDeviceClass", "0x%02x"),
-    ("device_subclass", "bDeviceSubClass", "0x%02x"),
-    ("device_protocol", "bDeviceProtocol", "0x%02x"),
-    ("manufacturer", "manufacturer", "%s"),
-    ("product", "product", "%s"),
-    ("serialnumber", "serialnumber", "%s"),
-    ("configuration", "configuration", "%s"),
-    ("max_power", "MaxPower", "%d"),
-)
+
+def _function_options():
+    """(option, configfs attribute, function types that have it, value type), from gadget.py's table.
+
+    The option is the attribute's last path component (``lun.0/file`` -> ``file``).
+    """
+    found = {}
+    for kind, attrs in gadget.FUNCTION_ATTRS.items():
+        for attr, value_type in attrs.items():
+            found.setdefault(attr, ([], value_type))[0].append(kind)
+    return tuple((attr.rpartition("/")[2], attr, tuple(kinds), value_type)
+                 for attr, (kinds, value_type) in found.items())
+
+
+FUNCTION_OPTIONS = _function_options()
+# The argument type of each attribute value type (report_desc: hex digits), and options that are paths.
+_ARG_TYPES = {bool: "bool", int: "int", str: "str", bytes: "str"}
+_PATH_OPTIONS = ("file",)
 _FUNCTION_TYPE = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,30}")
-_UDC_INSTANCE = re.compile(r"(usbip-vudc|dummy_udc)\.([0-9]{1,3})")
 
 
 def function_spec(entry):
@@ -275,7 +267,7 @@ def function_spec(entry):
     if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
         raise InvalidArgument("invalid instance %r of function %s" % (instance, kind))
     attrs = {}
-    for option, attr, kinds in FUNCTION_ATTRS:
+    for option, attr, kinds, _value_type in FUNCTION_OPTIONS:
         value = entry.get(option)
         if value is None:
             continue
@@ -334,7 +326,7 @@ def view(current, managed, udc):
     if current is None:
         return None
     data = {"name": current.name, "udc": udc}
-    for field, attr, fmt in DEVICE_FIELDS:
+    for field, attr, fmt in gadget.FIELDS:
         if getattr(managed, field) is not None:
             data[attr] = _shown(getattr(current, field), fmt)
     wanted = {fn.name: fn for fn in managed.functions}
@@ -347,12 +339,10 @@ def view(current, managed, udc):
 
 
 def kernel_modules_for(spec, udc):
-    wanted = [glue.LIBCOMPOSITE] + [glue.gadget_function(fn.name.split(".")[0]) for fn in spec.functions]
-    match = _UDC_INSTANCE.fullmatch(udc or "")
-    if match:
-        instances = int(match.group(2)) + 1
-        wanted.append(glue.usbip_vudc(instances) if match.group(1) == "usbip-vudc" else glue.dummy_hcd(instances))
-    return wanted
+    """What the drivers declare for this gadget: libcomposite, each function's module, the UDC's."""
+    wanted = [gadget.KERNEL_MODULE] + [gadget.function_module(fn.name.split(".")[0]) for fn in spec.functions]
+    udc_module = gadget.udc_module(udc)
+    return wanted + [udc_module] if udc_module is not None else wanted
 
 
 def converge(ctx):
@@ -371,7 +361,7 @@ def converge(ctx):
             gadgets.remove(name)
             result = {"changed": True, "gadget": None}
             if ctx.diff_mode:
-                result["diff"] = glue.diff(before, "(absent)\n", "gadget %s" % name)
+                result["diff"] = diff(before, "(absent)\n", "gadget %s" % name)
         return result
 
     try:
@@ -380,15 +370,11 @@ def converge(ctx):
         pass
     spec = gadget_spec(params)
     udc = params["udc"]
+    # In check mode the modules that would be loaded read as loaded: ensure() plans every change.
     ctx.load_kernel_modules(kernel_modules_for(spec, udc))
-    if ctx.check_mode and ctx.kernel_modules:
-        # The modules are not there yet, so neither is the gadget: all of it would be made.
-        before = None
-        changed = True
-    else:
-        before_spec = gadgets.read(spec.name)
-        before = view(before_spec, spec, gadgets.bound_udc(spec.name) if before_spec else None)
-        changed = bool(gadgets.ensure(spec, udc))
+    before_spec = gadgets.read(spec.name)
+    before = view(before_spec, spec, gadgets.bound_udc(spec.name) if before_spec else None)
+    changed = bool(gadgets.ensure(spec, udc))
 
     if ctx.check_mode:
         after = view(spec, spec, udc) if changed else before
@@ -399,28 +385,17 @@ def converge(ctx):
         vudc = VudcDriver(ctx.sysfs)
         device = vudc.describe(udc)
         result["device"] = {"busid": device.busid, "usbid": device.usbid,
-                            "id_vendor": glue.hex4(device.id_vendor), "id_product": glue.hex4(device.id_product),
-                            "usbip_status": glue.status_name(vudc.status(udc))}
+                            "id_vendor": hex4(device.id_vendor), "id_product": hex4(device.id_product),
+                            "usbip_status": status_name(vudc.status(udc))}
     if ctx.diff_mode:
-        result["diff"] = glue.diff(before if before is not None else "(absent)\n", after, "gadget %s" % spec.name)
+        result["diff"] = diff(before if before is not None else "(absent)\n", after, "gadget %s" % spec.name)
     return result
 
 
 def main():
-    function_options = dict(
-        type=dict(type="str", required=True),
-        instance=dict(type="str", default="0"),
-        file=dict(type="path"),
-        ro=dict(type="bool"),
-        removable=dict(type="bool"),
-        cdrom=dict(type="bool"),
-        nofua=dict(type="bool"),
-        stall=dict(type="bool"),
-        protocol=dict(type="int"),
-        subclass=dict(type="int"),
-        report_length=dict(type="int"),
-        report_desc=dict(type="str"),
-    )
+    function_options = dict(type=dict(type="str", required=True), instance=dict(type="str", default="0"))
+    for option, _attr, _kinds, value_type in FUNCTION_OPTIONS:
+        function_options[option] = dict(type="path" if option in _PATH_OPTIONS else _ARG_TYPES[value_type])
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
@@ -439,12 +414,12 @@ def main():
             configuration=dict(type="str"),
             max_power=dict(type="int"),
             functions=dict(type="list", elements="dict", default=[], options=function_options),
-            **glue.KERNEL_MODULES_ARGS,
+            **KERNEL_MODULES_ARGS,
         ),
         required_if=[("state", "present", ("udc", "id_vendor", "id_product"))],
         supports_check_mode=True,
     )
-    ctx = glue.Context(module)
+    ctx = Context(module)
     ctx.run(lambda: converge(ctx))
 
 

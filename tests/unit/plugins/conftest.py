@@ -100,13 +100,13 @@ class ModuleRun:
     def __call__(self, module: Any, args: Dict[str, Any], sysfs_factory: Callable[[bool], Any],
                  check_mode: bool = False, diff: bool = False) -> Dict[str, Any]:
         """Run; returns the exit_json result (with ``failed`` set on fail_json)."""
-        from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue
+        from ansible_collections.usbip.usbip.plugins.module_utils import _usbip_module
 
         def factory(dry_run: bool):
             self.sysfs = sysfs_factory(dry_run)
             return self.sysfs
 
-        self.monkeypatch.setattr(ansible_glue, "new_sysfs", factory)
+        self.monkeypatch.setattr(_usbip_module, "new_sysfs", factory)
         full = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
         with patch_module_args(full):
             try:

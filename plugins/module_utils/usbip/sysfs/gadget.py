@@ -25,8 +25,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from .. import validate
 from ..errors import InvalidArgument
+from . import vudc
 from .errors import DeviceBusy, DeviceNotFound, DriverNotLoaded, SysfsError
 from .fs import Change, Sysfs
+from .kmod import KernelModule, by_instances
 
 CONFIGFS = "/sys/kernel/config"
 GADGETS = CONFIGFS + "/usb_gadget"
@@ -49,9 +51,14 @@ _DEVICE = (
     ("device_protocol", "bDeviceProtocol", 8),
 )
 _STRINGS = ("manufacturer", "product", "serialnumber")
+#: Each spec field that is one configfs attribute: (field, attribute name, the kernel's text format); the
+#: Ansible module shows a gadget in these terms.
+FIELDS = tuple((field, attr, "0x%%0%dx" % (bits // 4)) for field, attr, bits in _DEVICE) \
+    + tuple((field, field, "%s") for field in _STRINGS) \
+    + (("configuration", "configuration", "%s"), ("max_power", "MaxPower", "%d"))
 # The attributes of known functions: read back into a spec, and the type a
 # desired value is taken as (so that `ro: 1` and `ro: true` mean the same).
-_FUNCTION_ATTRS: Dict[str, Dict[str, type]] = {
+FUNCTION_ATTRS: Dict[str, Dict[str, type]] = {
     "mass_storage": {"stall": bool, "lun.0/file": str, "lun.0/ro": bool, "lun.0/removable": bool,
                      "lun.0/cdrom": bool, "lun.0/nofua": bool},
     "acm": {},
@@ -62,6 +69,30 @@ _GADGET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,39}")
 _UDC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
 _FUNCTION_NAME = re.compile(r"([a-z][a-z0-9_]*)\.[A-Za-z0-9_-]+")
 _ATTR_PATH = re.compile(r"(?:[a-z]+\.[0-9]+/)?[A-Za-z][A-Za-z0-9_]*")
+_UDC_INSTANCE = re.compile(r"(usbip-vudc|dummy_udc)\.([0-9]{1,3})")
+
+#: The module behind configfs gadgets.
+KERNEL_MODULE = KernelModule("libcomposite", (GADGETS, "/sys/module/libcomposite"))
+# Function types whose module is not usb_f_<type>.
+_FUNCTION_MODULES = {"gser": "usb_f_serial", "ffs": "usb_f_fs"}
+
+
+def function_module(kind: str) -> KernelModule:
+    """A function type's module, loaded through the alias configfs itself would request."""
+    name = _FUNCTION_MODULES.get(kind, "usb_f_" + kind)
+    return KernelModule(name, ("/sys/module/" + name,), alias="usbfunc:" + kind)
+
+
+def udc_module(udc: Optional[str]) -> Optional[KernelModule]:
+    """The module that makes a UDC of this name (``usbip-vudc.N``, ``dummy_udc.N``); None for others."""
+    match = _UDC_INSTANCE.fullmatch(udc or "")
+    if not match:
+        return None
+    instances = int(match.group(2)) + 1
+    if match.group(1) == vudc.DRIVER_NAME:
+        return vudc.kernel_module(instances)
+    module = by_instances("dummy_hcd", "/sys/module/dummy_hcd", instances, UDC_CLASS, "dummy_udc")
+    return dataclasses.replace(module, probes=module.probes + ("/sys/devices/platform/dummy_udc.0",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +178,7 @@ class GadgetDriver:
         values["max_power"] = self._typed(cfg + "/MaxPower", int)
         functions = []
         for fname in self.sysfs.listdir(g + "/functions"):
-            kinds = _FUNCTION_ATTRS.get(fname.split(".")[0], {})
+            kinds = FUNCTION_ATTRS.get(fname.split(".")[0], {})
             path = "%s/functions/%s" % (g, fname)
             functions.append(GadgetFunction(fname, {
                 rel: value for rel, kind in kinds.items()
@@ -371,7 +402,7 @@ def _checked_function(fn: GadgetFunction) -> GadgetFunction:
     if not match:
         raise InvalidArgument("invalid function name %r: expected <type>.<instance>, e.g. mass_storage.0" % (
             fn.name,))
-    kinds = _FUNCTION_ATTRS.get(match.group(1), {})
+    kinds = FUNCTION_ATTRS.get(match.group(1), {})
     attrs = {}
     for rel, value in fn.attrs.items():
         what = "%s/%s" % (fn.name, rel)

@@ -22,11 +22,14 @@ from .. import validate
 from ..device import DeviceStatus
 from .errors import BindLoop, DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable, SysfsError
 from .fs import Sysfs
+from .kmod import KernelModule
 from .usb import DEVICES, LocalDevice, UsbBus, is_device_name
 
 DRIVER_NAME = "usbip-host"
 DRIVER = "/sys/bus/usb/drivers/" + DRIVER_NAME
 MATCH_BUSID = DRIVER + "/match_busid"
+#: The module that provides this driver; its directory shows it is loaded.
+KERNEL_MODULE = KernelModule(DRIVER_NAME, (DRIVER,))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,8 +31,11 @@ from ..device import PortStatus, Speed
 from ..errors import InvalidArgument, UsbipError
 from .errors import DriverNotLoaded, NoFreePort, SysfsError
 from .fs import Sysfs
+from .kmod import KernelModule
 
 VHCI = "/sys/devices/platform/vhci_hcd.0"
+#: The module that provides the virtual host controllers; the first one shows it is loaded.
+KERNEL_MODULE = KernelModule("vhci-hcd", (VHCI,))
 RECORDS = "/var/run/vhci_hcd"
 LOCK_FILE = RECORDS + "/.lock"
 STATUS_HEADER = "hub port sta spd dev      sockfd local_busid"

@@ -23,6 +23,7 @@ from ..device import DeviceStatus, Speed, UsbDevice
 from ..errors import UsbipError
 from .errors import DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable, SysfsError
 from .fs import Sysfs
+from .kmod import KernelModule, by_instances
 
 DRIVER_NAME = "usbip-vudc"
 DRIVER = "/sys/bus/platform/drivers/" + DRIVER_NAME
@@ -37,6 +38,11 @@ _Descriptor = collections.namedtuple(
     " idVendor idProduct bcdDevice iManufacturer iProduct iSerialNumber bNumConfigurations",
 )
 _INSTANCE = re.compile(r"usbip-vudc\.([0-9]+)")
+
+
+def kernel_module(instances: int) -> KernelModule:
+    """The module, loaded to make ``usbip-vudc.0`` .. ``usbip-vudc.<instances-1>`` (platform devices and UDCs)."""
+    return by_instances(DRIVER_NAME, DRIVER, instances, UDC_CLASS, DRIVER_NAME)
 
 
 class VudcDriver:

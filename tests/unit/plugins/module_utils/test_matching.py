@@ -1,29 +1,16 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pieces the modules share: diff rendering, ID parsing, matching, attachment lookup."""
+"""What the modules share from the stack: ID parsing, matching, attachment lookup."""
 
 from __future__ import annotations
 
 import pytest
-from ansible_collections.usbip.usbip.plugins.module_utils import ansible_glue as glue
 from fake_usb import standard_tree
 
 from usbip import attachments
 from usbip.errors import InvalidArgument
 from usbip.matching import Match, port_path, usb_id
 from usbip.sysfs.usb import UsbBus
-
-
-def test_render_is_line_per_value():
-    text = glue.render({"a": None, "b": True, "c": "x y", "d": " pad", "e": "k: v", "f": {}, "g": {"h": 1},
-                        "i": ["p", "q"], "j": [], "k": b"\x01\xff"})
-    assert text == ("a: none\nb: true\nc: x y\nd: ' pad'\ne: 'k: v'\nf: {}\ng:\n  h: 1\ni:\n  - p\n  - q\nj: []\n"
-                    "k: 01ff\n")
-
-
-def test_diff_keeps_strings_and_renders_mappings():
-    assert glue.diff("(absent)\n", {"a": 1}, "h") == {"before": "(absent)\n", "after": "a: 1\n",
-                                                      "before_header": "h", "after_header": "h"}
 
 
 @pytest.mark.parametrize("value, expected", [("1209", 0x1209), ("0x1D6B", 0x1D6B), (" 0403 ", 0x0403), (0, 0),
