@@ -229,14 +229,9 @@ from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import 
     remote_device_info,
 )
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, matching, validate
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol import USBIP_PORT, USBIP_TLS_PORT
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.fs import Change
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import KERNEL_MODULE as VHCI_HCD
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VHCI, VhciDriver
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VhciDriver
 
 
 def port_line(p):
@@ -256,50 +251,14 @@ def table(lines):
     return "".join(line + "\n" for line in lines) if lines else "(no vhci port in use)\n"
 
 
-def check_server(server):
-    if not isinstance(server, str) or not server or not server.isascii() or not server.isprintable() \
-            or any(c.isspace() for c in server) or len(server) > 253:
-        raise InvalidArgument("invalid server %r: a host name or an address is expected" % (server,))
-    return server
-
-
-def tls_endpoint(params):
-    """The client TLS endpoint of O(tls), or None for plain USB/IP."""
-    if not params:
-        return None
-    # ssl is slow to import: only runs that use TLS pay for it.
-    from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net.tls import (  # noqa: PLC0415
-        TlsConfig,
-        TlsEndpoint,
-    )
-
-    return TlsEndpoint(TlsConfig(cert=params["cert"], key=params["key"], ca=params["ca"],
-                                 server_name=params["server_name"]), server_side=False)
-
-
-def resolve_remote(server, tcp_port, busid, match, timeout, tls=None):
-    """The server's available device to attach: by busid or by a match on its IDs."""
-    where = "on %s:%d" % (server, tcp_port)
-    available = client.list_devices(server, tcp_port, timeout=timeout, tls=tls)
-    if match is not None:
-        return matching.select_remote(available, match, where)
-    for device in available:
-        if device.busid == busid:
-            return device
-    raise DeviceNotFound(
-        "%s:%d offers no device %s; available: %s" % (
-            server, tcp_port, busid, ", ".join(matching.describe_remote(d) for d in available) or "none"),
-        hint="bind it on the server (usbip.usbip.usbip_bind); a device in use by a client is not listed")
-
-
 def converge(ctx):
     params = ctx.module.params
     state = params["state"]
     # Validate everything before any sysfs access or connection.
-    server = check_server(params["server"])
+    server = validate.host(params["server"], "server")
     tls_params = params["tls"]
     tcp_port = validate.tcp_port(params["port"] if params["port"] is not None
-                                 else USBIP_TLS_PORT if tls_params else USBIP_PORT)
+                                 else attachments.default_port(bool(tls_params)))
     busid = validate.busid(params["busid"]) if params["busid"] is not None else None
     match = matching.Match.checked(**params["match"]) if params["match"] is not None else None
     wait_timeout = validate.integer(params["wait_timeout"], "wait_timeout", 1, 3600)
@@ -310,13 +269,11 @@ def converge(ctx):
     if state == "absent" and ctx.missing_kernel_modules([VHCI_HCD]):
         return {"changed": False, "port": None, "local_busid": None, "detached": [], "ports": []}
     ctx.load_kernel_modules([VHCI_HCD] + ([KTLS] if tls_params else []))
-    tls = tls_endpoint(tls_params)
+    tls = attachments.tls_endpoint(**tls_params) if tls_params else None
     # In check mode vhci-hcd may still be missing: then nothing is attached yet.
     vhci_ready = not (ctx.check_mode and ctx.kernel_modules)
     before = vhci.imported() if vhci_ready else []
-    mine = attachments.attachments(vhci, server, tcp_port, busid) if vhci_ready else []
-    if match is not None:
-        mine = [a for a in mine if a.local is not None and match.accepts_ids(a.local.device)]
+    mine = attachments.find(vhci, server, tcp_port, busid, match) if vhci_ready else []
 
     if state == "absent":
         detached = [port_info(a.imported) for a in mine if vhci.detach(a.imported.port)]
@@ -342,16 +299,16 @@ def converge(ctx):
                           id_product=hex4(mine[0].local.device.id_product))
     else:
         changed = True
-        device = resolve_remote(server, tcp_port, busid, match, timeout, tls)
+        device = attachments.resolve(server, tcp_port, busid, match, timeout, tls)
         remote.update(busid=device.busid, id_vendor=hex4(device.id_vendor),
                       id_product=hex4(device.id_product), device=remote_device_info(device))
         if ctx.check_mode:
             # Importing would take the device from the server: check mode stops here.
             port = None
-            ctx.sysfs.journal.append(Change("attach", VHCI + "/attach", "%s:%d/%s" % (server, tcp_port, device.busid)))
+            attachments.plan_attach(vhci, server, tcp_port, device.busid)
             new_line = "port ? (new): %s:%d/%s -> (would attach)" % (server, tcp_port, device.busid)
         else:
-            port = client.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
+            port = attachments.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
 
     local_busid = None
     local = None

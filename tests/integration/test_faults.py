@@ -10,7 +10,7 @@ port table, the server's ``usbip_status`` -- and measures what it waits for.
 * A connection killed mid-transfer (``ss -K``, client side) and one cut
   silently (``tc`` drops its packets both ways) free the client's port and
   make the server's device available again -- the silent cut within the
-  keepalive/user-timeout bound set in ``net/client.py``.
+  keepalive/user-timeout bound set in ``net/sockets.py``.
 * Two clients racing to import one device: one wins, the other gets
   ST_DEV_BUSY.
 * 16 attaches started at once all succeed (usbip-vudc reloaded with 16
@@ -36,9 +36,10 @@ import time
 import pytest
 
 from lab.guestkit import block_device_of, ours, read_disk, sh, wait_for
+from usbip import attachments
 from usbip.device import PortStatus, Speed
 from usbip.errors import UsbipError
-from usbip.net import client
+from usbip.net import client, sockets
 from usbip.protocol import Status
 from usbip.sysfs.errors import SysfsError
 from usbip.sysfs.fs import Sysfs
@@ -48,7 +49,7 @@ from usbip.sysfs.vudc import VudcDriver
 USBIP = ours("usbip")
 USBIPD = ours("usbipd")
 #: How long a silently cut attachment may live: keepalive (idle) or user timeout (data in flight).
-KEEPALIVE_BOUND = max(client.KEEPIDLE + client.KEEPINTVL * client.KEEPCNT, client.USER_TIMEOUT_MS / 1000)
+KEEPALIVE_BOUND = max(sockets.KEEPIDLE + sockets.KEEPINTVL * sockets.KEEPCNT, sockets.USER_TIMEOUT_MS / 1000)
 #: Slack for the retransmission timer's granularity and our polling, under TCG.
 SLACK = 10.0
 
@@ -136,7 +137,7 @@ def test_sixteen_concurrent_attaches(kernel, sixteen_vudc, gadgets, backing_file
     def attach_one(n: int) -> None:
         barrier.wait(30)
         try:
-            outcomes[n] = client.attach("127.0.0.1", 3280, "usbip-vudc.%d" % n, VhciDriver(Sysfs())).port
+            outcomes[n] = attachments.attach("127.0.0.1", 3280, "usbip-vudc.%d" % n, VhciDriver(Sysfs())).port
         except Exception as err:  # reported by the assertion below
             outcomes[n] = err
 

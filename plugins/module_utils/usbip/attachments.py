@@ -1,11 +1,22 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What this client has attached from a given server, and waiting for it to enumerate.
+"""The client's use case, in one place: find, resolve, attach, wait.
+
+``usbip attach``, ``usbip-attachd`` and the ``usbip_attach`` module are thin
+callers of these functions, so that they agree on what counts as already
+attached (the same server under another name, see :func:`same_host`), on how
+a device named by IDs is chosen from a server's list, on the default ports and
+on the TLS endpoint.
 
 The vhci ports say which ports are in use and the ``port<N>`` records say
 where each device comes from; joined with the local device an attachment
 became, they answer "is that device already attached from that server?"
 without asking the server (which no longer lists a device it exports).
+
+Values arrive validated from the front ends (command line, module arguments,
+configuration file); nothing here checks them again. Heavy imports (the
+codec, ssl, udev) are made on use: ``usbip port`` imports this module too and
+is benchmarked against the C tool.
 """
 
 from __future__ import annotations
@@ -14,18 +25,35 @@ import dataclasses
 import functools
 import socket
 import time
-from typing import Collection, FrozenSet, List, Optional
+from typing import TYPE_CHECKING, Any, Collection, FrozenSet, List, Optional
 
 from . import validate
-from .device import PortStatus
+from .device import PortStatus, UsbDevice
 from .errors import InvalidArgument, UsbipError
-from .sysfs import udev
+from .net.sockets import DEFAULT_TIMEOUT
 from .sysfs.errors import DeviceNotFound
-from .sysfs.fs import Sysfs
-from .sysfs.usb import LocalDevice, UsbBus
+from .sysfs.fs import Change, Sysfs
 from .sysfs.vhci import ImportedDevice, VhciDriver
 
+if TYPE_CHECKING:
+    from .matching import Match
+    from .sysfs.usb import LocalDevice, UsbBus
+
 _POLL = 0.1
+
+
+def default_port(tls: bool) -> int:
+    """The server's TCP port when none is given: 3240, or 3241 for USB/IP inside TLS."""
+    from .protocol.constants import USBIP_PORT, USBIP_TLS_PORT  # noqa: PLC0415 - see the module docstring
+
+    return USBIP_TLS_PORT if tls else USBIP_PORT
+
+
+def tls_endpoint(ca: str, cert: str, key: str, server_name: Optional[str] = None) -> Any:
+    """The client TLS endpoint for these certificates; ``server_name`` defaults to the server as given."""
+    from .net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415 - ssl is slow to import
+
+    return TlsEndpoint(TlsConfig(cert=cert, key=key, ca=ca, server_name=server_name), server_side=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +62,17 @@ class Attachment:
 
     imported: ImportedDevice
     local: Optional[LocalDevice]
+
+
+@dataclasses.dataclass(frozen=True)
+class Attached:
+    """Outcome of :func:`attach`: where the remote device now lives."""
+
+    port: int
+    device: UsbDevice
+    host: str
+    tcp_port: int
+    busid: str
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,17 +97,26 @@ def same_host(a: Optional[str], b: str) -> bool:
 
 
 def local_device(bus: UsbBus, busid: str) -> Optional[LocalDevice]:
-    """The device a vhci port became; None while it has not enumerated."""
+    """The device a vhci port became; None while it has not enumerated.
+
+    ``busid`` is what the kernel's status file shows: ``0-0`` until the hub
+    has addressed the device, and attributes may still be appearing after.
+    """
     try:
         return bus.describe(validate.usb_busid(busid))
-    except (InvalidArgument, DeviceNotFound):
-        return None
     except UsbipError:
-        return None  # half-enumerated: attributes still appearing
+        return None
 
 
-def attachments(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None) -> List[Attachment]:
-    """Ports attached from ``host``:``tcp_port`` (and, if given, from that remote busid)."""
+def find(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None,
+         match: Optional[Match] = None) -> List[Attachment]:
+    """Ports attached from ``host``:``tcp_port``: every one, or those of ``busid``, or those ``match`` accepts.
+
+    A busid decides alone; a match is checked against the local device, so a
+    port whose device has not enumerated yet does not count for it.
+    """
+    from .sysfs.usb import UsbBus  # noqa: PLC0415
+
     bus = UsbBus(vhci.sysfs)
     found = []
     for imported in vhci.imported():
@@ -76,8 +124,61 @@ def attachments(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str]
             continue
         if busid is not None and imported.remote_busid != busid:
             continue
-        found.append(Attachment(imported, local_device(bus, imported.local_busid)))
+        local = local_device(bus, imported.local_busid)
+        if busid is None and match is not None and (local is None or not match.accepts_ids(local.device)):
+            continue
+        found.append(Attachment(imported, local))
     return found
+
+
+def resolve(host: str, tcp_port: int, busid: Optional[str] = None, match: Optional[Match] = None,
+            timeout: float = DEFAULT_TIMEOUT, tls: Any = None) -> UsbDevice:
+    """The server's available device to attach: the one of ``busid``, or the one ``match`` selects."""
+    from .matching import describe_remote, select_remote  # noqa: PLC0415
+    from .net import client  # noqa: PLC0415
+
+    where = "on %s:%d" % (host, tcp_port)
+    available = client.list_devices(host, tcp_port, timeout=timeout, tls=tls)
+    if match is not None:
+        return select_remote(available, match, where)
+    for device in available:
+        if device.busid == busid:
+            return device
+    raise DeviceNotFound(
+        "%s:%d offers no device %s; available: %s" % (
+            host, tcp_port, busid, ", ".join(describe_remote(d) for d in available) or "none"),
+        hint="bind it on the server (usbip.usbip.usbip_bind); a device in use by a client is not listed")
+
+
+def attach(host: str, tcp_port: int, busid: str, vhci: VhciDriver, timeout: float = DEFAULT_TIMEOUT,
+           tls: Any = None) -> Attached:
+    """Import ``busid`` from ``host`` and attach it to a free vhci port.
+
+    vhci is checked before connecting, so a client without vhci-hcd does not
+    take the device from the server. The port is chosen under the host-wide
+    lock, and an EBUSY from a racing peer makes it choose again (see
+    :meth:`VhciDriver.attach`).
+    """
+    from .net import client  # noqa: PLC0415
+
+    vhci.check_loaded()
+    sock, device = client.import_device(host, tcp_port, busid, timeout, tls=tls)
+    with sock:
+        # After attach the kernel holds its own reference; ours is closed.
+        port = vhci.attach(sock.fileno(), device.devid, device.speed, record=(host, tcp_port, busid))
+    return Attached(port=port, device=device, host=host, tcp_port=tcp_port, busid=busid)
+
+
+def plan_attach(vhci: VhciDriver, host: str, tcp_port: int, busid: str) -> Change:
+    """What :func:`attach` would write, journaled as a change (check mode).
+
+    Importing would take the device from the server, so a dry run stops
+    before it: the port and the socket are not known, and the journal shows
+    the one ``attach`` the driver would make (see :meth:`VhciDriver.plan_attach`).
+    """
+    change = vhci.plan_attach(host, tcp_port, busid)
+    vhci.sysfs.plan(change)
+    return change
 
 
 def wait_enumerated(vhci: VhciDriver, port: int, timeout: float, need_driver: bool = False,
@@ -87,6 +188,8 @@ def wait_enumerated(vhci: VhciDriver, port: int, timeout: float, need_driver: bo
     Returns its local busid. The status file names the busid only once the
     hub has addressed the device, so that is awaited first.
     """
+    from .sysfs import udev  # noqa: PLC0415
+
     sysfs = sysfs or vhci.sysfs
     deadline = time.monotonic() + timeout
     while True:

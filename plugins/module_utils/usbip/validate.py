@@ -77,3 +77,19 @@ def integer(value: object, what: str, low: int, high: int) -> int:
 
 def tcp_port(value: object) -> int:
     return integer(value, "TCP port", 1, 65535)
+
+
+#: The longest DNS name; an address (even IPv6 with a zone) is shorter.
+HOST_MAX = 253
+
+
+def host(value: object, what: str = "remote host") -> str:
+    """A server's name or address as given to attach and recorded in ``port<N>``: one printable ASCII token.
+
+    Not resolved here: a name that does not resolve fails when connecting,
+    with the resolver's reason.
+    """
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() \
+            or any(c.isspace() for c in value) or len(value) > HOST_MAX:
+        raise InvalidArgument("invalid %s %r: a host name or an address is expected" % (what, value))
+    return value

@@ -56,8 +56,6 @@ def argparse_reading(argv):
         args = parser.parse_args(argv)
     except (UsageError, ParserExit):
         return None
-    if args.tcp_port is None:  # the port default is settled after parsing (it depends on --tls-*)
-        args.tcp_port = cli.DEFAULT_TCP_PORT
     return {f: getattr(args, f, None) for f in FIELDS}
 
 

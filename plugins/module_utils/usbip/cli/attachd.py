@@ -46,6 +46,7 @@ class Declared:
 def parse_config(data: object) -> dict:
     """Validate the YAML the client role templates; unknown keys are errors."""
     from .. import validate  # noqa: PLC0415
+    from ..attachments import default_port  # noqa: PLC0415
     from ..matching import Match  # noqa: PLC0415
 
     if not isinstance(data, dict) or set(data) - {"interval", "retry", "attachments", "tls"}:
@@ -73,7 +74,8 @@ def parse_config(data: object) -> dict:
                 raise UsbipError("an attachment match takes vendor and product (a server lists nothing else)")
             match = Match.checked(**criteria)
         declared.append(Declared(
-            server=str(entry["server"]), port=validate.tcp_port(entry.get("port", 3241 if secure else 3240)),
+            server=validate.host(str(entry["server"]), "server"),
+            port=validate.tcp_port(entry["port"] if "port" in entry else default_port(secure)),
             busid=validate.busid(entry["busid"]) if "busid" in entry else None, match=match, tls=secure,
             server_name=str(entry["server_name"]) if entry.get("server_name") else None))
     return {
@@ -140,9 +142,7 @@ class Supervisor:
 
 def _real_io(sysfs, tls: Dict[str, str]):
     """``present`` and ``attach`` against this host's vhci and the network."""
-    from ..attachments import attachments  # noqa: PLC0415
-    from ..matching import select_remote  # noqa: PLC0415
-    from ..net import client  # noqa: PLC0415
+    from .. import attachments  # noqa: PLC0415
     from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
     vhci = VhciDriver(sysfs)
@@ -154,25 +154,17 @@ def _real_io(sysfs, tls: Dict[str, str]):
         if not d.tls:
             return None
         if d.server_name not in endpoints:
-            from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
-
-            endpoints[d.server_name] = TlsEndpoint(TlsConfig(server_name=d.server_name, **tls), server_side=False)
+            endpoints[d.server_name] = attachments.tls_endpoint(server_name=d.server_name, **tls)
         return endpoints[d.server_name]
 
     def present(d: Declared) -> bool:
-        busid = d.busid or resolved.get(d)
-        found = attachments(vhci, d.server, d.port, busid)
-        if busid is None and d.match is not None:
-            found = [a for a in found if a.local is not None and d.match.accepts_ids(a.local.device)]
-        return bool(found)
+        return bool(attachments.find(vhci, d.server, d.port, d.busid or resolved.get(d), d.match))
 
     def attach(d: Declared) -> int:
         busid = d.busid
         if busid is None:
-            devices = client.list_devices(d.server, d.port, tls=endpoint(d))
-            busid = select_remote(devices, d.match, "on %s:%d" % (d.server, d.port)).busid
-            resolved[d] = busid
-        return client.attach(d.server, d.port, busid, vhci, tls=endpoint(d)).port
+            busid = resolved[d] = attachments.resolve(d.server, d.port, match=d.match, tls=endpoint(d)).busid
+        return attachments.attach(d.server, d.port, busid, vhci, tls=endpoint(d)).port
 
     return present, attach
 

@@ -81,16 +81,11 @@ if TYPE_CHECKING:
     from ..device import Speed, UsbDevice, UsbInterface
     from ..sysfs.fs import Sysfs
     from ..sysfs.names import UsbIds
-    from ..sysfs.usb import LocalDevice, UsbBus
+    from ..sysfs.usb import LocalDevice
     from ..sysfs.vhci import ImportedDevice
     from .common import Parser
 
 PROG = "usbip"
-#: The IANA port (``USBIP_PORT``); spelled out so that commands that never
-#: touch the network do not pay for importing the protocol package.
-DEFAULT_TCP_PORT = 3240
-#: ``USBIP_TLS_PORT``, spelled out for the same reason (ssl is slow to import).
-DEFAULT_TLS_PORT = 3241
 SYSFS_ROOT_ENV = "USBIP_SYSFS_ROOT"
 _INT_MAX = 2**31 - 1
 
@@ -99,15 +94,21 @@ _PORT_STATUS_TEXT = {4: "Port Available", 5: "Port Initializing", 6: "Port in Us
 
 
 # -- argument types ------------------------------------------------------------
-def _host(value: str) -> str:
-    """The remote host as it will be recorded in ``port<N>``: one token of printable ASCII."""
-    if not value or not value.isascii() or not value.isprintable() or " " in value or len(value) > 255:
-        raise InvalidArgument("invalid remote host %r" % value)
-    return value
-
-
 def _vhci_port(value: str) -> int:
     return validate.integer(value, "port", 0, _INT_MAX)
+
+
+class _PortsHelp(str):
+    """A help text naming the default ports, filled in when argparse formats it.
+
+    The ports are the protocol's constants, and importing the codec for
+    them would slow down every command that never reaches a server.
+    """
+
+    def __mod__(self, params: Any) -> str:
+        from ..attachments import default_port  # noqa: PLC0415
+
+        return str.__mod__(self, dict(params, plain_port=default_port(tls=False), tls_port=default_port(tls=True)))
 
 
 def _parser() -> Tuple[Parser, Dict[str, Parser]]:
@@ -121,8 +122,8 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
     parser.add_argument("-d", "--debug", action="store_true", help="print debugging messages")
     parser.add_argument("-l", "--log", action="store_true", help="send messages to syslog as well")
     parser.add_argument("-t", "--tcp-port", type=checked(validate.tcp_port), default=None, metavar="PORT",
-                        help="TCP port of the remote usbipd (default %d, with TLS %d)"
-                        % (DEFAULT_TCP_PORT, DEFAULT_TLS_PORT))
+                        help=_PortsHelp("TCP port of the remote usbipd (default %(plain_port)d,"
+                                        " with TLS %(tls_port)d)"))
     parser.add_argument("--tls-ca", metavar="FILE",
                         help="talk to the remote usbipd inside TLS; FILE holds the CA certificates that sign it")
     parser.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM), with --tls-ca")
@@ -142,7 +143,7 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
 
     p = add("attach", "attach a remote USB device",
             "Import a device exported by a remote usbipd and attach it to a free vhci_hcd port.")
-    p.add_argument("-r", "--remote", required=True, type=checked(_host), metavar="HOST",
+    p.add_argument("-r", "--remote", required=True, type=checked(validate.host), metavar="HOST",
                    help="the machine that exports the device")
     p.add_argument("-b", "--busid", dest="busid", type=checked(validate.busid), metavar="BUSID",
                    help="busid of the device on HOST")
@@ -157,7 +158,7 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
             "List the devices a remote usbipd exports, or this machine's devices.")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("-l", "--local", action="store_true", help="local USB devices that can be bound")
-    which.add_argument("-r", "--remote", type=checked(_host), metavar="HOST", help="devices exported by HOST")
+    which.add_argument("-r", "--remote", type=checked(validate.host), metavar="HOST", help="devices exported by HOST")
     which.add_argument("-d", "--device", action="store_true", help="gadgets bound to usbip-vudc (device mode)")
     p.add_argument("-p", "--parsable", action="store_true", help="one 'busid=...#usbid=...#' line per device")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -180,7 +181,7 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
 _FAST_GLOBAL = {"-d": ("debug", None), "--debug": ("debug", None), "-l": ("log", None), "--log": ("log", None),
                 "-t": ("tcp_port", validate.tcp_port), "--tcp-port": ("tcp_port", validate.tcp_port)}
 _FAST_COMMANDS = {
-    "attach": {"-r": ("remote", _host), "--remote": ("remote", _host),
+    "attach": {"-r": ("remote", validate.host), "--remote": ("remote", validate.host),
                "-b": ("busid", validate.busid), "--busid": ("busid", validate.busid),
                "-d": ("busid", validate.busid), "--device": ("busid", validate.busid)},
     "detach": {"-p": ("port", _vhci_port), "--port": ("port", _vhci_port)},
@@ -198,7 +199,7 @@ def _fast_args(argv: Sequence[str]) -> Optional[SimpleNamespace]:
     abbreviations, grouped flags, a bad value, a missing option) returns None,
     and argparse then parses the line and words any error as always.
     """
-    args = SimpleNamespace(debug=False, log=False, tcp_port=DEFAULT_TCP_PORT, command=None)
+    args = SimpleNamespace(debug=False, log=False, tcp_port=None, command=None)
     options = _FAST_GLOBAL
     words = list(argv)
     while words:
@@ -398,21 +399,26 @@ def _cmd_version(ctx: _Context) -> int:
 
 
 def _tls(args) -> Any:
-    """The client TLS endpoint the --tls-* options ask for, or None; sets the default port."""
+    """The client TLS endpoint the --tls-* options ask for, or None."""
     if not getattr(args, "tls_ca", None):
         if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None) or getattr(args, "tls_server_name", None):
             raise UsageError("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
-        if args.tcp_port is None:
-            args.tcp_port = DEFAULT_TCP_PORT
         return None
     if not args.tls_cert or not args.tls_key:
         raise UsageError("TLS needs --tls-cert and --tls-key with --tls-ca")
-    from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
+    from ..attachments import tls_endpoint  # noqa: PLC0415
 
-    if args.tcp_port is None:
-        args.tcp_port = DEFAULT_TLS_PORT
-    return TlsEndpoint(TlsConfig(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca,
-                                 server_name=args.tls_server_name), server_side=False)
+    return tls_endpoint(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
+
+
+def _server_port(ctx: _Context) -> int:
+    """--tcp-port, else the default of plain USB/IP or of USB/IP inside TLS (settled on use:
+    only the commands that reach a server need it)."""
+    if ctx.args.tcp_port is None:
+        from ..attachments import default_port  # noqa: PLC0415
+
+        ctx.args.tcp_port = default_port(tls=ctx.tls is not None)
+    return ctx.args.tcp_port
 
 
 def _cmd_list(ctx: _Context) -> int:
@@ -423,8 +429,9 @@ def _cmd_list(ctx: _Context) -> int:
     if args.remote is not None:
         from ..net import client  # noqa: PLC0415
 
-        ctx.reporter.debug("asking %s:%d for its exportable devices" % (args.remote, args.tcp_port))
-        devices = client.list_devices(args.remote, args.tcp_port, tls=ctx.tls)
+        tcp_port = _server_port(ctx)
+        ctx.reporter.debug("asking %s:%d for its exportable devices" % (args.remote, tcp_port))
+        devices = client.list_devices(args.remote, tcp_port, tls=ctx.tls)
         locals_ = [None] * len(devices)
     elif args.local:
         from ..sysfs.host import HostDriver  # noqa: PLC0415
@@ -458,35 +465,26 @@ def _not_found(busid: str) -> UsbipError:
                       hint="'usbip list -l' shows the local devices")
 
 
-def _cmd_bind(ctx: _Context) -> int:
+#: What bind and unbind report: (done, nothing to do), the latter with the driver's name.
+_BIND_REPORTS = {
+    "bind": ("bind device on busid %s: complete", "device on busid %s is already bound to %s; nothing to do"),
+    "unbind": ("unbind device on busid %s: complete", "device on busid %s is not bound to %s; nothing to do"),
+}
+
+
+def _cmd_bind_or_unbind(ctx: _Context) -> int:
+    """``bind`` and ``unbind``: the same steps, through :meth:`HostDriver.bind` or :meth:`HostDriver.unbind`."""
     from ..sysfs.errors import DeviceNotFound  # noqa: PLC0415
     from ..sysfs.host import DRIVER_NAME, HostDriver  # noqa: PLC0415
 
     busid = ctx.args.busid
+    command = ctx.args.command
     try:
-        result = HostDriver(ctx.sysfs).bind(busid)
+        result = getattr(HostDriver(ctx.sysfs), command)(busid)
     except DeviceNotFound:
         raise _not_found(busid) from None
-    if result.changed:
-        ctx.reporter.info("bind device on busid %s: complete" % busid)
-    else:
-        ctx.reporter.info("device on busid %s is already bound to %s; nothing to do" % (busid, DRIVER_NAME))
-    return EXIT_OK
-
-
-def _cmd_unbind(ctx: _Context) -> int:
-    from ..sysfs.errors import DeviceNotFound  # noqa: PLC0415
-    from ..sysfs.host import DRIVER_NAME, HostDriver  # noqa: PLC0415
-
-    busid = ctx.args.busid
-    try:
-        result = HostDriver(ctx.sysfs).unbind(busid)
-    except DeviceNotFound:
-        raise _not_found(busid) from None
-    if result.changed:
-        ctx.reporter.info("unbind device on busid %s: complete" % busid)
-    else:
-        ctx.reporter.info("device on busid %s is not bound to %s; nothing to do" % (busid, DRIVER_NAME))
+    done, unchanged = _BIND_REPORTS[command]
+    ctx.reporter.info(done % busid if result.changed else unchanged % (busid, DRIVER_NAME))
     return EXIT_OK
 
 
@@ -494,11 +492,12 @@ def _cmd_attach(ctx: _Context) -> int:
     args = ctx.args
     if args.busid is None:
         raise UsageError("the following arguments are required: -b/--busid (or -d/--device)")
-    from ..net import client  # noqa: PLC0415
+    from ..attachments import attach  # noqa: PLC0415
     from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
-    ctx.reporter.debug("importing %s from %s:%d" % (args.busid, args.remote, args.tcp_port))
-    attached = client.attach(args.remote, args.tcp_port, args.busid, VhciDriver(ctx.sysfs), tls=ctx.tls)
+    tcp_port = _server_port(ctx)
+    ctx.reporter.debug("importing %s from %s:%d" % (args.busid, args.remote, tcp_port))
+    attached = attach(args.remote, tcp_port, args.busid, VhciDriver(ctx.sysfs), tls=ctx.tls)
     ctx.reporter.debug("%s from %s:%d is attached to port %d" % (
         attached.busid, attached.host, attached.tcp_port, attached.port))
     return EXIT_OK
@@ -516,24 +515,17 @@ def _cmd_detach(ctx: _Context) -> int:
 
 
 def _cmd_port(ctx: _Context) -> int:
+    from ..attachments import local_device  # noqa: PLC0415
     from ..sysfs.usb import UsbBus  # noqa: PLC0415
     from ..sysfs.vhci import VhciDriver  # noqa: PLC0415
 
     bus = UsbBus(ctx.sysfs)
-    rows = [(imported, _local_device(bus, imported.local_busid)) for imported in VhciDriver(ctx.sysfs).imported()]
+    rows = [(imported, local_device(bus, imported.local_busid)) for imported in VhciDriver(ctx.sysfs).imported()]
     if ctx.args.json:
         _write_json([_port_json(imported, local, ctx.names) for imported, local in rows])
     else:
         write_stdout(_port_listing(rows, ctx.names))
     return EXIT_OK
-
-
-def _local_device(bus: UsbBus, busid: str) -> Optional[LocalDevice]:
-    """The device behind a vhci port; None while the kernel is still enumerating it."""
-    try:
-        return bus.describe(busid)
-    except UsbipError:
-        return None
 
 
 _COMMANDS: Dict[str, Callable[[_Context], int]] = {
@@ -542,8 +534,8 @@ _COMMANDS: Dict[str, Callable[[_Context], int]] = {
     "attach": _cmd_attach,
     "detach": _cmd_detach,
     "list": _cmd_list,
-    "bind": _cmd_bind,
-    "unbind": _cmd_unbind,
+    "bind": _cmd_bind_or_unbind,
+    "unbind": _cmd_bind_or_unbind,
     "port": _cmd_port,
 }
 

@@ -1,6 +1,9 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The importing side: ask a server for its devices, import one, hand it to vhci.
+"""The importing side on the wire: ask a server for its devices, import one.
+
+The socket an import returns is ready for vhci; handing it over is the
+client use case's job (``usbip.attachments``), not the wire's.
 
 Blocking sockets on purpose: a client does one exchange and hands the socket
 to the kernel, so an event loop would only add start-up time to every
@@ -9,26 +12,14 @@ to the kernel, so an event loop would only add start-up time to every
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from typing import List, Optional, Tuple
 
-from .. import validate
 from ..device import UsbDevice
 from ..errors import UsbipError
 from ..protocol import NEED_DATA, DevlistRequest, ImportRequest, ReplyReader, Status
+from .sockets import DEFAULT_TIMEOUT, tune
 
-#: Keepalive timings handed to the kernel with the socket. An idle attachment
-#: whose peer vanished is probed after KEEPIDLE s, then every KEEPINTVL s, and
-#: dropped after KEEPCNT unanswered probes: 10 + 5 * 3 = 25 s. USER_TIMEOUT
-#: bounds unacknowledged data the same way while URBs are in flight. Either
-#: way vhci sees the connection close and frees the port well under a minute.
-KEEPIDLE = 10
-KEEPINTVL = 5
-KEEPCNT = 3
-USER_TIMEOUT_MS = 25000
-#: Bound on connecting and on waiting for a reply.
-DEFAULT_TIMEOUT = 10.0
 _IMPORT_REPLY_MAX = 8 + 312
 
 
@@ -44,20 +35,8 @@ class ImportRefused(UsbipError):
         super().__init__("Attach Request for %s failed - %s" % (busid, status.description))
 
 
-@dataclasses.dataclass(frozen=True)
-class Attached:
-    """Outcome of :func:`attach`: where the remote device now lives."""
-
-    port: int
-    device: UsbDevice
-    host: str
-    tcp_port: int
-    busid: str
-
-
 def connect(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
     """Connect to the first address of ``host`` that answers (IPv4 or IPv6)."""
-    port = validate.tcp_port(port)
     # A str host is passed through the "idna" codec, even when it is plain ASCII,
     # and importing that codec is a measurable part of `usbip attach`: bytes skip it.
     name = host.encode("ascii") if isinstance(host, str) and host.isascii() else host
@@ -161,16 +140,6 @@ def list_devices(host: str, port: int, timeout: float = DEFAULT_TIMEOUT, tls=Non
     return list(reply.devices)
 
 
-def tune(sock: socket.socket) -> None:
-    """Socket options the kernel inherits with the socket (see KEEPIDLE)."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
-
-
 def import_device(
     host: str, port: int, busid: str, timeout: float = DEFAULT_TIMEOUT, tls=None
 ) -> Tuple[socket.socket, UsbDevice]:
@@ -179,7 +148,6 @@ def import_device(
     With ``tls`` the exchange runs inside TLS and the socket comes back with
     the session's keys installed in the kernel.
     """
-    busid = validate.busid(busid)
     sock = connect(host, port, timeout)
     session = None
     try:
@@ -201,19 +169,3 @@ def import_device(
             session.close()
         sock.close()
         raise
-
-
-def attach(host: str, port: int, busid: str, vhci, timeout: float = DEFAULT_TIMEOUT, tls=None) -> Attached:
-    """Import ``busid`` from ``host`` and attach it to a free vhci port.
-
-    ``vhci`` (a :class:`~usbip.sysfs.vhci.VhciDriver`) is checked before connecting,
-    so a client without vhci-hcd does not take the device from the server.
-    """
-    busid = validate.busid(busid)
-    port = validate.tcp_port(port)
-    vhci.check_loaded()
-    sock, device = import_device(host, port, busid, timeout, tls=tls)
-    with sock:
-        # After attach the kernel holds its own reference; ours is closed.
-        vport = vhci.attach(sock.fileno(), device.devid, device.speed, record=(host, port, busid))
-    return Attached(port=vport, device=device, host=host, tcp_port=port, busid=busid)

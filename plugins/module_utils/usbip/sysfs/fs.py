@@ -120,6 +120,18 @@ class Sysfs:
         self.journal.append(change)
         return not self.dry_run
 
+    def plan(self, change: Change) -> None:
+        """Journal, in a dry run, a change only a live peer can carry out.
+
+        An attach writes a socket the server hands over, so a dry run cannot
+        reach the write that :meth:`write` would journal; the driver describes
+        it instead (``VhciDriver.plan_attach``). Outside a dry run the change
+        must really be made, which is the driver's job, not this one's.
+        """
+        if not self.dry_run:
+            raise UsbipError("%s of %s can only be planned in a dry run" % (change.op, change.path))
+        self.journal.append(change)
+
     def write(self, path: str, value: Union[str, bytes]) -> None:
         """Write an attribute exactly: no trailing newline is added.
 

@@ -30,7 +30,7 @@ from .. import validate
 from ..device import PortStatus, Speed
 from ..errors import InvalidArgument, UsbipError
 from .errors import DriverNotLoaded, NoFreePort, SysfsError
-from .fs import Sysfs
+from .fs import Change, Sysfs
 from .kmod import KernelModule
 
 VHCI = "/sys/devices/platform/vhci_hcd.0"
@@ -78,9 +78,7 @@ class Record:
 
     @classmethod
     def checked(cls, host: object, port: object, busid: object) -> Record:
-        if not isinstance(host, str) or not host or not host.isascii() or not host.isprintable() or " " in host:
-            raise InvalidArgument("invalid remote host %r" % (host,))
-        return cls(host, validate.tcp_port(port), validate.busid(busid))
+        return cls(validate.host(host), validate.tcp_port(port), validate.busid(busid))
 
     @classmethod
     def parse(cls, text: str) -> Optional[Record]:
@@ -214,6 +212,16 @@ class VhciDriver:
                 record.busid if record else None,
             ))
         return devices
+
+    def plan_attach(self, host: str, tcp_port: int, busid: str) -> Change:
+        """The change an attach of ``busid`` from ``host``:``tcp_port`` makes, as a dry run reports it.
+
+        The port and the socket exist only once the server has handed the
+        device over, so the plan names the device instead: one ``attach`` of
+        ``host:port/busid`` to the controller's attach file.
+        """
+        record = Record.checked(host, tcp_port, busid)
+        return Change("attach", VHCI + "/attach", "%s:%d/%s" % (record.host, record.port, record.busid))
 
     def attach(self, sockfd: int, devid: int, speed: Speed,
                record: Optional[Tuple[str, int, str]] = None) -> int:

@@ -9,6 +9,7 @@ from ansible_collections.usbip.usbip.plugins.modules import usbip_attach
 from fake_usb import ACM, FakeTree
 from fake_vhci import DETACH, RECORDS, VHCI, FakeVhci
 
+from usbip import attachments
 from usbip.device import Speed, UsbDevice
 from usbip.net import client
 from usbip.sysfs.fs import Change, Sysfs
@@ -44,7 +45,7 @@ class Server:
                                             devpath=local.split("-")[1], vendor=device.id_vendor,
                                             product=device.id_product, interfaces=ACM, strings={"serial": "S1"})
         self.devices.remove(device)  # in use now: no longer listed
-        return client.Attached(vport, device, host, port, busid)
+        return attachments.Attached(vport, device, host, port, busid)
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def fake(tmp_path):
 def server(fake, monkeypatch):
     s = Server(fake, [remote("17-1"), remote("17-2", 0x1d6b, 0x0104)])
     monkeypatch.setattr(client, "list_devices", s.list_devices)
-    monkeypatch.setattr(client, "attach", s.attach)
+    monkeypatch.setattr(attachments, "attach", s.attach)
     return s
 
 
@@ -180,9 +181,9 @@ def test_an_unreachable_server_gets_a_hint(run_module, fake, monkeypatch):
 def test_wait_times_out_with_a_clear_error(run_module, fake, server, monkeypatch):
     def attach_without_enumeration(host, port, busid, vhci, timeout=10.0, tls=None):
         device = server.devices[0]
-        return client.Attached(vhci.attach(7, device.devid, device.speed, record=(host, port, busid)), device,
+        return attachments.Attached(vhci.attach(7, device.devid, device.speed, record=(host, port, busid)), device,
                                host, port, busid)
-    monkeypatch.setattr(client, "attach", attach_without_enumeration)
+    monkeypatch.setattr(attachments, "attach", attach_without_enumeration)
     result = run(run_module, fake, {"busid": "17-1", "wait_timeout": 1})
     assert result["failed"] and "not ready after" in result["msg"] and result["changed"] is True
 

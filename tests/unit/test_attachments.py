@@ -1,0 +1,126 @@
+# Copyright: (c) 2026, usbip.usbip contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""usbip.attachments: the client use case the module, the CLI and usbip-attachd share."""
+
+from __future__ import annotations
+
+import pytest
+from fake_vhci import RECORDS, VHCI, FakeVhci
+
+from usbip import attachments, validate
+from usbip.device import Speed, UsbDevice
+from usbip.errors import InvalidArgument, UsbipError
+from usbip.matching import AmbiguousMatch, Match, NoMatch
+from usbip.net import client
+from usbip.sysfs.errors import DeviceNotFound, DriverNotLoaded
+from usbip.sysfs.fs import Change
+from usbip.sysfs.vhci import VhciDriver
+
+
+def remote(busid, vendor=0x1209, product=0x0001):
+    return UsbDevice(path="/sys/devices/platform/dummy_hcd.0/usb17/" + busid, busid=busid, busnum=17, devnum=2,
+                     speed=Speed.HIGH, id_vendor=vendor, id_product=product, bcd_device=0x0100, device_class=0,
+                     device_subclass=0, device_protocol=0, configuration_value=1, num_configurations=1,
+                     num_interfaces=0)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    return FakeVhci(tmp_path, controllers=1, hc_ports=4)
+
+
+def test_default_ports_are_the_protocol_constants():
+    from usbip.protocol.constants import USBIP_PORT, USBIP_TLS_PORT
+
+    assert (attachments.default_port(False), attachments.default_port(True)) == (USBIP_PORT, USBIP_TLS_PORT)
+    assert (USBIP_PORT, USBIP_TLS_PORT) == (3240, 3241)
+
+
+def test_plan_attach_journals_the_one_attach_and_writes_nothing(fake):
+    vhci = VhciDriver(fake.sysfs(dry_run=True))
+    change = attachments.plan_attach(vhci, "server", 3240, "17-1")
+    assert change == Change("attach", VHCI + "/attach", "server:3240/17-1")
+    assert vhci.sysfs.journal == [change]
+    assert fake.row(0)[0] == 4 and not list(fake.host(RECORDS).glob("port*"))
+
+
+def test_the_driver_plans_what_its_attach_writes(fake):
+    vhci = VhciDriver(fake.sysfs())
+    assert vhci.plan_attach("h", 3241, "usbip-vudc.0") == Change("attach", VHCI + "/attach", "h:3241/usbip-vudc.0")
+    with pytest.raises(InvalidArgument):
+        vhci.plan_attach("a b", 3240, "17-1")
+    with pytest.raises(InvalidArgument):
+        vhci.plan_attach("h", 3240, "../x")
+
+
+def test_a_plan_outside_a_dry_run_is_refused(fake):
+    vhci = VhciDriver(fake.sysfs())
+    with pytest.raises(UsbipError, match="can only be planned in a dry run"):
+        attachments.plan_attach(vhci, "server", 3240, "17-1")
+    assert vhci.sysfs.journal == []
+
+
+@pytest.fixture
+def attached(fake):
+    fake.use(0, busid="1-1")
+    fake.c_record(0, "127.0.0.1 3240 17-1\n")
+    fake.use(1, busid="0-0")  # still enumerating
+    fake.c_record(1, "localhost 3240 17-2\n")
+    fake.use(2, busid="1-3")
+    fake.c_record(2, "10.1.1.1 3240 17-1\n")
+    return fake
+
+
+def test_find_by_server_port_and_busid(attached):
+    vhci = VhciDriver(attached.sysfs())
+    assert [a.imported.port for a in attachments.find(vhci, "127.0.0.1", 3240)] == [0, 1]  # localhost is 127.0.0.1
+    assert [a.imported.port for a in attachments.find(vhci, "localhost", 3240, "17-2")] == [1]
+    assert attachments.find(vhci, "127.0.0.1", 3241) == []
+    assert [a.imported.port for a in attachments.find(vhci, "10.1.1.1", 3240, "17-1")] == [2]
+
+
+def test_find_by_match_needs_the_enumerated_device(attached):
+    vhci = VhciDriver(attached.sysfs())
+    # None of the ports has a local device in this tree: a match cannot accept any of them.
+    assert attachments.find(vhci, "127.0.0.1", 3240, match=Match(vendor=0x1209)) == []
+    # A busid decides alone, match or not.
+    assert [a.imported.port for a in attachments.find(vhci, "127.0.0.1", 3240, "17-1", Match(vendor=1))] == [0]
+
+
+def test_resolve_by_busid_or_match(monkeypatch):
+    devices = [remote("17-1"), remote("17-2", 0x1d6b, 0x0104), remote("17-3", 0x1d6b, 0x0104)]
+    monkeypatch.setattr(client, "list_devices", lambda host, port, timeout=10.0, tls=None: list(devices))
+    assert attachments.resolve("s", 3240, busid="17-2") == devices[1]
+    assert attachments.resolve("s", 3240, match=Match(vendor=0x1209)) == devices[0]
+    with pytest.raises(DeviceNotFound, match=r"s:3240 offers no device 17-9; available: 17-1 \(1209:0001\)"):
+        attachments.resolve("s", 3240, busid="17-9")
+    with pytest.raises(NoMatch, match="no device on s:3240 matches vendor=ffff"):
+        attachments.resolve("s", 3240, match=Match(vendor=0xFFFF))
+    with pytest.raises(AmbiguousMatch, match="2 devices on s:3240 match"):
+        attachments.resolve("s", 3240, match=Match(vendor=0x1d6b))
+
+
+def test_attach_checks_vhci_before_taking_the_device(tmp_path, monkeypatch):
+    imports = []
+    monkeypatch.setattr(client, "import_device", lambda *a, **kw: imports.append(a))
+    from usbip.sysfs.fs import Sysfs
+
+    with pytest.raises(DriverNotLoaded):
+        attachments.attach("s", 3240, "17-1", VhciDriver(Sysfs(str(tmp_path))))
+    assert imports == []
+
+
+@pytest.mark.parametrize("value", ["", "a b", "h\n", "h\t", "h\0", "h\u00e9", None, 3240, "x" * 254])
+def test_one_host_check(value):
+    with pytest.raises(InvalidArgument, match="a host name or an address is expected"):
+        validate.host(value)
+
+
+@pytest.mark.parametrize("value", ["h", "127.0.0.1", "::1", "fe80::1%eth0", "lab-server.example.com", "x" * 253])
+def test_hosts_that_pass(value):
+    assert validate.host(value) == value
+
+
+def test_the_host_check_names_what_it_checks():
+    with pytest.raises(InvalidArgument, match="invalid server 'a b'"):
+        validate.host("a b", "server")
