@@ -208,6 +208,12 @@ def test_check_mode_reports_the_module_it_would_load(run_module, unloaded):
     assert run_module.commands == [] and result["diff"]["after"] == AFTER
 
 
+def test_check_mode_plans_the_writes_of_a_bind_after_the_module_load(run_module, unloaded):
+    result = run(run_module, unloaded, {"busid": "17-1"}, check_mode=True)
+    assert result["sysfs_changes"] == [{"op": c.op, "path": c.path, "value": c.value} for c in BIND_17_1]
+    assert not unloaded.host_path(HOST).exists()  # the load was only assumed
+
+
 def test_check_mode_still_refuses_a_hub_when_the_module_is_missing(run_module, unloaded):
     result = run(run_module, unloaded, {"busid": "18-1"}, check_mode=True)
     assert result["failed"] and result["error"] == "NotExportable" and result["changed"] is False

@@ -141,6 +141,9 @@ def test_modules_are_loaded_for_the_functions_and_the_udc(run_module, fake, imag
     assert check["changed"] is True and check["kernel_modules"] == ["usb_f_mass_storage", "usbip-vudc"]
     assert run_module.commands == [] and check["diff"]["before"] == "(absent)\n"
     assert "udc: usbip-vudc.3" in check["diff"]["after"]
+    # The plan is the driver's: the whole gadget, bound to the UDC the load would make.
+    assert check["sysfs_changes"][0] == {"op": "mkdir", "path": GADGETS + "/g1", "value": ""}
+    assert check["sysfs_changes"][-1] == {"op": "write", "path": GADGETS + "/g1/UDC", "value": "usbip-vudc.3"}
     result = run(run_module, fake, args(image, udc="usbip-vudc.3"))
     assert run_module.commands == [["/sbin/modprobe", "usbfunc:mass_storage"],
                                    ["/sbin/modprobe", "usbip-vudc", "num=4"]]
@@ -155,3 +158,13 @@ def test_absent_without_configfs_is_nothing_to_do(run_module, tmp_path):
             return Sysfs(str(tmp_path), dry_run)
     result = run_module(usbip_vudc, {"name": "g1", "state": "absent"}, Bare().sysfs)
     assert result["changed"] is False and result["gadget"] is None
+
+
+def test_the_function_options_are_gadget_py_attributes():
+    """The options usbip_vudc offers are the attributes sysfs/gadget.py knows, each on the types that have it."""
+    assert [(option, attr, kinds) for option, attr, kinds, _type in usbip_vudc.FUNCTION_OPTIONS] == [
+        ("stall", "stall", ("mass_storage",)), ("file", "lun.0/file", ("mass_storage",)),
+        ("ro", "lun.0/ro", ("mass_storage",)), ("removable", "lun.0/removable", ("mass_storage",)),
+        ("cdrom", "lun.0/cdrom", ("mass_storage",)), ("nofua", "lun.0/nofua", ("mass_storage",)),
+        ("protocol", "protocol", ("hid",)), ("subclass", "subclass", ("hid",)),
+        ("report_length", "report_length", ("hid",)), ("report_desc", "report_desc", ("hid",))]
