@@ -33,7 +33,6 @@ import collections
 import dataclasses
 import errno
 import logging
-import os
 import socket
 import struct
 import sys
@@ -42,18 +41,12 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from . import MODULE_UTILS, REPO  # noqa: F401
+from fake_usb import standard_tree  # on the import path by tests/fuzz/__init__.py (or pytest's pythonpath)
 
-_SYSFS_TESTS = os.path.join(REPO, "tests", "unit", "sysfs")
-if _SYSFS_TESTS not in sys.path:
-    sys.path.insert(0, _SYSFS_TESTS)
-
-from fake_usb import standard_tree  # noqa: E402
-
-from usbip.daemon.catalog import Catalog, DeviceBackend, HostBackend  # noqa: E402
-from usbip.net import client  # noqa: E402
-from usbip.net.server import ServerOptions, UsbipServer  # noqa: E402
-from usbip.protocol import (  # noqa: E402
+from usbip.daemon.catalog import Catalog, DeviceBackend, HostBackend
+from usbip.net import client
+from usbip.net.server import ServerOptions, UsbipServer
+from usbip.protocol import (
     NEED_DATA,
     DevlistReply,
     ImportReply,
@@ -62,9 +55,9 @@ from usbip.protocol import (  # noqa: E402
     Status,
     decode_reply,
 )
-from usbip.sysfs.fs import Sysfs  # noqa: E402
+from usbip.sysfs.fs import Sysfs
 
-from .mutator import Mutator, codec_seeds, request_seeds  # noqa: E402
+from .mutator import Mutator, codec_seeds, request_seeds
 
 EXPORTED = {"host": "17-1", "device": "usbip-vudc.0"}
 _LINGER_RESET = struct.pack("ii", 1, 0)

@@ -19,27 +19,20 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
+from fake_configfs import FakeConfigfs
+from fake_usb import BAD_BUSIDS, FakeTree, standard_tree
+from fake_vhci import FakeVhci
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _path in (os.path.join(_HERE, "sysfs"), os.path.dirname(os.path.dirname(_HERE))):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from fake_configfs import FakeConfigfs  # noqa: E402
-from fake_usb import BAD_BUSIDS, FakeTree, standard_tree  # noqa: E402
-from fake_vhci import FakeVhci  # noqa: E402
-
-from tests.fuzz.server import LiveServer  # noqa: E402
-from usbip.cli.usbip import main as usbip_main  # noqa: E402
-from usbip.device import Speed  # noqa: E402
-from usbip.errors import InvalidArgument  # noqa: E402
-from usbip.protocol import ImportReply, ImportRequest, Status  # noqa: E402
-from usbip.sysfs.errors import (  # noqa: E402
+from tests.fuzz.server import LiveServer
+from usbip.cli.usbip import main as usbip_main
+from usbip.device import Speed
+from usbip.errors import InvalidArgument
+from usbip.protocol import ImportReply, ImportRequest, Status
+from usbip.sysfs.errors import (
     BindLoop,
     DeviceBusy,
     DeviceError,
@@ -48,10 +41,10 @@ from usbip.sysfs.errors import (  # noqa: E402
     NoFreePort,
     NotExportable,
 )
-from usbip.sysfs.gadget import GadgetDriver, GadgetFunction, GadgetSpec  # noqa: E402
-from usbip.sysfs.host import HostDriver  # noqa: E402
-from usbip.sysfs.vhci import VhciDriver  # noqa: E402
-from usbip.sysfs.vudc import VudcDriver  # noqa: E402
+from usbip.sysfs.gadget import GadgetDriver, GadgetFunction, GadgetSpec
+from usbip.sysfs.host import HostDriver
+from usbip.sysfs.vhci import VhciDriver
+from usbip.sysfs.vudc import VudcDriver
 
 #: The issue's list, on top of fake_usb's: NUL, more path tricks, 32+ characters.
 BUSIDS = BAD_BUSIDS + [

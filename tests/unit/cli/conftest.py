@@ -2,28 +2,21 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fixtures of the command-line tests: fake kernel trees, a small usb.ids, a fake usbipd.
 
-The fake trees are the sysfs tests' builders (``tests/unit/sysfs`` is not a
-package, so its directory is put on ``sys.path`` here); the command line is
+The fake trees are the sysfs tests' builders (``tests/unit/sysfs``, on the
+import path by pyproject.toml's pytest ``pythonpath``); the command line is
 run in-process through ``main(argv, sysfs=..., names=...)``.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from typing import Callable, List, Optional
 
 import pytest
+from cli_fakes import USB_IDS, FakeServer, Result
 
-_SYSFS_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sysfs")
-if _SYSFS_TESTS not in sys.path:
-    sys.path.insert(0, _SYSFS_TESTS)
-
-from cli_fakes import USB_IDS, FakeServer, Result  # noqa: E402
-
-from usbip.cli.usbip import main  # noqa: E402
-from usbip.sysfs.names import UsbIds  # noqa: E402
+from usbip.cli.usbip import main
+from usbip.sysfs.names import UsbIds
 
 
 @pytest.fixture

@@ -30,23 +30,17 @@ import time
 from typing import List, Optional, Set
 
 import pytest
+from fake_usb import standard_tree
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(_HERE)))
-for _path in (os.path.join(os.path.dirname(_HERE), "sysfs"), _REPO):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from fake_usb import standard_tree  # noqa: E402
-
-from tests.fuzz.server import LiveServer  # noqa: E402
-from usbip.daemon.catalog import Catalog, HostBackend  # noqa: E402
-from usbip.net import client  # noqa: E402
-from usbip.net.server import ServerOptions, UsbipServer, parse_networks  # noqa: E402
-from usbip.protocol import DevlistRequest, ImportRequest  # noqa: E402
+from tests.fuzz.server import LiveServer
+from usbip.daemon.catalog import Catalog, HostBackend
+from usbip.net import client
+from usbip.net.server import ServerOptions, UsbipServer, parse_networks
+from usbip.protocol import DevlistRequest, ImportRequest
 
 DEVLIST = DevlistRequest().encode()
-MODULE_UTILS = os.path.join(_REPO, "plugins", "module_utils")
+MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "plugins", "module_utils")
 
 
 def _ipv6_loopback() -> bool:

@@ -33,9 +33,8 @@ _root = tempfile.mkdtemp(prefix="usbip-collections-")
 atexit.register(shutil.rmtree, _root, True)
 os.makedirs(os.path.join(_root, "ansible_collections", "usbip"))
 os.symlink(REPO, os.path.join(_root, "ansible_collections", "usbip", "usbip"))
+# A tree made at run time, so not in pyproject.toml's pytest ``pythonpath`` (which has the fake kernel trees).
 sys.path.insert(0, _root)
-# The fake kernel trees.
-sys.path.insert(0, os.path.join(REPO, "tests", "unit", "sysfs"))
 
 
 def _alias_stack() -> None:
