@@ -27,7 +27,7 @@ lab-deps:
 
 lint: venv
 	@echo "==> ruff"
-	$(VENV)/bin/ruff check plugins tests lab
+	$(VENV)/bin/ruff check plugins tests lab bench
 
 ansible-lint: venv
 	@echo "==> ansible-lint (production profile)"

@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Optional
 from bench import env, loadgen
 from bench.env import median
 from lab import pki
+from lab.guestkit import find_usb_device
+from usbip.sysfs.host import HostDriver
 
 OUR_PORT = 3240  # ours listen on 3240.., the C daemon on 3340..
 C_PORT = 3340
@@ -107,9 +109,6 @@ def devlist_runs(cfg: Config, daemons: Dict[str, env.Daemon], devices: int, clie
 
 def host_mode(cfg: Config) -> Dict:
     """A dummy_hcd device bound to usbip-host: DEVLIST, and usbip_bind when converged."""
-    from labkit import find_usb_device
-    from usbip.sysfs.host import HostDriver
-
     env.gadgets.make("hostdev", "dummy_udc.0", VID, 0x0002, "BENCH-HOST", "acm")
     busid = find_usb_device(VID, 0x0002, serial="BENCH-HOST")
     driver = HostDriver(env.SYSFS)

@@ -5,7 +5,7 @@
 * A temporary ``ansible_collections/usbip/usbip`` symlink to this checkout goes
   on ``sys.path``, so the modules' imports resolve as they do on a target.
 * The stack is the same module objects under both names: the fake trees in
-  ``tests/unit/sysfs`` import it as ``usbip`` (see ``tests/conftest.py``) and
+  ``tests/unit/sysfs`` import it as ``usbip`` (pytest's ``pythonpath`` in pyproject.toml) and
   raise its exceptions, which the modules must catch as their own.
 * :func:`run_module` calls a module's ``main()`` with arguments, the usual
   ``AnsibleExitJson``/``AnsibleFailJson`` way, with the module's sysfs
