@@ -46,6 +46,75 @@ options:
     description: Bound on connecting to O(server) and on its answer, in seconds.
     type: int
     default: 10
+  declared_attachments:
+    description:
+      - Attachments this client should have, as the usbip_client role declares them; the answer is in
+        RV(declared_attachments) and RV(undeclared_ports). The vhci ports are read whether or not V(ports) is
+        gathered.
+      - A port satisfies a declaration when it comes from the same server (the same name, or two names that share
+        an address, as M(usbip.usbip.usbip_attach) decides) on the same TCP port, and from the declared bus ID or a
+        device the match accepts. A port whose device has not enumerated yet satisfies every match declaration for
+        its server (its IDs are unknown; never detach on a guess).
+    type: list
+    elements: dict
+    suboptions:
+      server:
+        description: Host name or address of the USB/IP server.
+        type: str
+        required: true
+      port:
+        description: TCP port of the server; 3240, or 3241 with O(declared_attachments[].tls).
+        type: int
+      tls:
+        description: The attachment goes through USB/IP inside TLS (its default port is 3241).
+        type: bool
+        default: false
+      server_name:
+        description: Not used here; accepted so that a declaration of the usbip_client role passes as it is.
+        type: str
+      busid:
+        description: Bus ID of the device on the server. Exactly one of O(declared_attachments[].busid) and
+          O(declared_attachments[].match) is required.
+        type: str
+      match:
+        description: Vendor and product IDs of the device, each four hex digits or an integer.
+        type: dict
+        suboptions:
+          vendor:
+            description: Vendor ID.
+            type: raw
+          product:
+            description: Product ID.
+            type: raw
+  export_rules:
+    description:
+      - Export rules, as the usbip_server role declares them; the answer is in RV(export_rules) and
+        RV(undeclared_exports). The local devices are read whether or not V(devices) is gathered.
+      - A rule accepts every exportable device (hubs and devices attached through vhci excepted) with its bus ID,
+        or that its match accepts, as usbipd decides.
+    type: list
+    elements: dict
+    suboptions:
+      busid:
+        description: Bus ID of the device. Exactly one of O(export_rules[].busid) and O(export_rules[].match) is
+          required.
+        type: str
+      match:
+        description: Stable identity of the device; every criterion given must hold.
+        type: dict
+        suboptions:
+          vendor:
+            description: Vendor ID, four hex digits or an integer.
+            type: raw
+          product:
+            description: Product ID, four hex digits or an integer.
+            type: raw
+          serial:
+            description: Serial number string, exactly.
+            type: str
+          port_path:
+            description: Physical port, V(<controller>-<devpath>) or a bare devpath.
+            type: str
 seealso:
   - module: usbip.usbip.usbip_bind
   - module: usbip.usbip.usbip_attach
@@ -66,6 +135,14 @@ EXAMPLES = r"""
   usbip.usbip.usbip_info:
     gather: [ports]
     server: lab-server.example.com
+  register: usbip
+
+- name: Which declared attachments are in place, and which ports nothing declares?
+  usbip.usbip.usbip_info:
+    gather: []
+    declared_attachments:
+      - {server: lab-server.example.com, busid: 1-1.4}
+      - {server: lab-server.example.com, match: {vendor: "0403", product: "6001"}}
   register: usbip
 """
 
@@ -139,6 +216,51 @@ remote_devices:
   returned: when O(server) is given
   type: list
   elements: dict
+declared_attachments:
+  description: Each declaration of O(declared_attachments), in order, with the vhci ports that satisfy it.
+  returned: when O(declared_attachments) is given
+  type: list
+  elements: dict
+  contains:
+    attachment:
+      description: The declaration, C(server:port/busid) or C(server:port/vendor=... product=...).
+      type: str
+      sample: lab-server:3240/vendor=0403 product=6001
+    attached:
+      description: Whether a port satisfies it.
+      type: bool
+    ports:
+      description: The vhci ports that satisfy it.
+      type: list
+      elements: int
+    local_busids:
+      description: Local bus IDs of those ports' devices (ports still enumerating left out).
+      type: list
+      elements: str
+undeclared_ports:
+  description: vhci ports attached from a named server that no declaration of O(declared_attachments) accepts, as in
+    RV(ports). Ports whose records name no server are left out.
+  returned: when O(declared_attachments) is given
+  type: list
+  elements: dict
+export_rules:
+  description: Each rule of O(export_rules), in order, with the exportable local devices it accepts.
+  returned: when O(export_rules) is given
+  type: list
+  elements: dict
+  contains:
+    rule:
+      description: The rule, C(busid=1-1.4) or C(vendor=0403 serial=FT5XK2QA).
+      type: str
+    busids:
+      description: Bus IDs of the devices it accepts.
+      type: list
+      elements: str
+undeclared_exports:
+  description: Bus IDs of the devices bound to C(usbip-host) that no rule of O(export_rules) accepts.
+  returned: when O(export_rules) is given
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -150,7 +272,9 @@ from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import 
     status_name,
 )
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, validate
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.matching import Match
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol.constants import USBIP_PORT, USBIP_TLS_PORT
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.gadget import GADGETS, GadgetDriver
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER as HOST_DRIVER
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, HostDriver
@@ -201,17 +325,89 @@ def gadgets(sysfs):
     return found
 
 
-def ports(sysfs):
-    vhci = VhciDriver(sysfs)
+def imported_ports(sysfs):
+    """Each vhci port in use with the local device it became (None while it has not enumerated)."""
     bus = UsbBus(sysfs)
-    found = []
-    for p in vhci.imported():
-        local = attachments.local_device(bus, p.local_busid)
-        found.append({"port": p.port, "hub": p.hub, "status": p.status.name.lower(), "speed": p.speed.description,
-                      "local_busid": p.local_busid, "host": p.host, "remote_port": p.remote_port,
-                      "remote_busid": p.remote_busid,
-                      "device": local_device_info(local) if local is not None else None})
-    return found
+    return [(p, attachments.local_device(bus, p.local_busid)) for p in VhciDriver(sysfs).imported()]
+
+
+def port_info(p, local):
+    return {"port": p.port, "hub": p.hub, "status": p.status.name.lower(), "speed": p.speed.description,
+            "local_busid": p.local_busid, "host": p.host, "remote_port": p.remote_port,
+            "remote_busid": p.remote_busid, "device": local_device_info(local) if local is not None else None}
+
+
+def ports(sysfs):
+    return [port_info(p, local) for p, local in imported_ports(sysfs)]
+
+
+def _given(criteria):
+    """The criteria of a match that were given (the argument spec fills the others with None), in their order."""
+    return {name: value for name, value in (criteria or {}).items() if value is not None}
+
+
+def _label(criteria):
+    """How the roles name a match in their reports: ``vendor=0403 product=6001``, values as given."""
+    return " ".join("%s=%s" % item for item in criteria.items())
+
+
+class Declaration:
+    """One declared attachment: which vhci ports satisfy it.
+
+    The server is compared with ``attachments.same_host``, as usbip_attach and
+    usbip-attachd compare it, so that a port attached through another name of
+    the declared server (``127.0.0.1`` for ``localhost``) counts as declared.
+    """
+
+    def __init__(self, spec):
+        self.server = spec["server"]
+        default_port = USBIP_TLS_PORT if spec.get("tls") else USBIP_PORT
+        self.port = validate.tcp_port(spec["port"] if spec.get("port") is not None else default_port)
+        self.busid = spec.get("busid")
+        criteria = _given(spec.get("match"))
+        self.match = None if self.busid is not None else Match.checked(**criteria)
+        self.label = "%s:%d/%s" % (self.server, self.port, self.busid if self.busid is not None else _label(criteria))
+
+    def accepts(self, imported, local):
+        if imported.remote_port != self.port or not attachments.same_host(imported.host, self.server):
+            return False
+        if self.busid is not None:
+            return imported.remote_busid == self.busid
+        # A device still enumerating has no IDs yet: it satisfies every match for its server (never detach on a guess).
+        return local is None or self.match.accepts_ids(local.device)
+
+
+def declared_attachments(sysfs, specs, vhci_loaded):
+    """Each declaration with the ports that satisfy it, and the ports from a named server that none accepts."""
+    declarations = [Declaration(spec) for spec in specs]
+    in_use = [(p, local) for p, local in imported_ports(sysfs) if p.host] if vhci_loaded else []
+    satisfying = [[(p, local) for p, local in in_use if d.accepts(p, local)] for d in declarations]
+    status = [{"attachment": d.label, "attached": bool(hits), "ports": [p.port for p, _ in hits],
+               "local_busids": [p.local_busid for p, _ in hits if p.local_busid]}
+              for d, hits in zip(declarations, satisfying)]
+    declared = {p.port for hits in satisfying for p, _ in hits}
+    undeclared = [port_info(p, local) for p, local in in_use if p.port not in declared]
+    return status, undeclared
+
+
+def export_rules(sysfs, rules):
+    """Each rule with the exportable devices it accepts (every one, as usbipd binds them), and the bound devices
+    that no rule accepts."""
+    local = HostDriver(sysfs).bus.devices()
+    exportable = [dev for dev in local if dev.exportable]
+    hits = []
+    for rule in rules:
+        busid = rule.get("busid")
+        if busid is not None:
+            label, accepted = "busid=%s" % busid, [dev.busid for dev in exportable if dev.busid == busid]
+        else:
+            criteria = _given(rule.get("match"))
+            match = Match.checked(**criteria)
+            label, accepted = _label(criteria), [dev.busid for dev in exportable if match.accepts(dev)]
+        hits.append({"rule": label, "busids": accepted})
+    declared = {busid for hit in hits for busid in hit["busids"]}
+    undeclared = [dev.busid for dev in local if dev.driver == DRIVER_NAME and dev.busid not in declared]
+    return hits, undeclared
 
 
 def gather(ctx):
@@ -236,6 +432,11 @@ def gather(ctx):
         result["gadgets"] = gadgets(sysfs) if drivers["gadget_configfs"] else []
     if "ports" in wanted:
         result["ports"] = ports(sysfs) if drivers["vhci_hcd"] else []
+    if params["declared_attachments"] is not None:
+        result["declared_attachments"], result["undeclared_ports"] = declared_attachments(
+            sysfs, params["declared_attachments"], drivers["vhci_hcd"])
+    if params["export_rules"] is not None:
+        result["export_rules"], result["undeclared_exports"] = export_rules(sysfs, params["export_rules"])
     if params["server"]:
         result["remote_devices"] = [remote_device_info(d)
                                     for d in client.list_devices(params["server"], port, timeout=timeout)]
@@ -250,6 +451,25 @@ def main():
             server=dict(type="str"),
             port=dict(type="int", default=3240),
             timeout=dict(type="int", default=10),
+            declared_attachments=dict(
+                type="list", elements="dict",
+                options=dict(
+                    server=dict(type="str", required=True),
+                    port=dict(type="int"),
+                    tls=dict(type="bool", default=False),
+                    server_name=dict(type="str"),
+                    busid=dict(type="str"),
+                    match=dict(type="dict", options=dict(vendor=dict(type="raw"), product=dict(type="raw"))),
+                ),
+                mutually_exclusive=[["busid", "match"]], required_one_of=[["busid", "match"]]),
+            export_rules=dict(
+                type="list", elements="dict",
+                options=dict(
+                    busid=dict(type="str"),
+                    match=dict(type="dict", options=dict(vendor=dict(type="raw"), product=dict(type="raw"),
+                                                         serial=dict(type="str"), port_path=dict(type="str"))),
+                ),
+                mutually_exclusive=[["busid", "match"]], required_one_of=[["busid", "match"]]),
         ),
         supports_check_mode=True,
     )
