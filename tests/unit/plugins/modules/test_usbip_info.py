@@ -74,3 +74,105 @@ def test_a_server_list(run_module, tree, monkeypatch):
 def test_a_bad_port_fails(run_module, tree):
     result = run_module(usbip_info, {"server": "srv", "port": 65536}, tree.sysfs)
     assert result["failed"] and "invalid TCP port 65536" in result["msg"]
+
+
+# -- declared_attachments: what the usbip_client role detaches and reports missing --------------------------------
+def _client(tmp_path, records):
+    """vhci ports 0.. in use with the given records (None: attached by hand, no record); port 0's device enumerated."""
+    fake = FakeVhci(tmp_path, controllers=1, hc_ports=4)
+    for port, record in enumerate(records):
+        fake.use(port, busid=fake.local_busid(port))
+        if record is not None:
+            fake.c_record(port, record + "\n")
+    FakeTree(tmp_path).usb_device(VHCI + "/usb1/1-1", devnum=2, devpath="1", vendor=0x1209, product=0x0001,
+                                  interfaces=ACM)
+    return fake
+
+
+def test_a_port_attached_through_an_alias_of_the_declared_server_counts_as_declared(run_module, tmp_path):
+    """The role detaches exactly undeclared_ports: a port whose record names 127.0.0.1 for the declared localhost
+    is the declared attachment (as usbip_attach and usbip-attachd see it), not an undeclared one."""
+    fake = _client(tmp_path, ["127.0.0.1 3240 3-1.2", "10.0.0.9 3240 5-1", None])
+    declared = [{"server": "localhost", "busid": "3-1.2"},
+                {"server": "LOCALHOST", "port": 3240, "match": {"vendor": "1209", "product": 1}}]
+    result = run_module(usbip_info, {"gather": [], "declared_attachments": declared}, fake.sysfs)
+    assert result["declared_attachments"] == [
+        {"attachment": "localhost:3240/3-1.2", "attached": True, "ports": [0], "local_busids": ["1-1"]},
+        {"attachment": "LOCALHOST:3240/vendor=1209 product=1", "attached": True, "ports": [0],
+         "local_busids": ["1-1"]},
+    ]
+    # the port from another server is undeclared; the one without a record names no server and is left alone
+    assert [(p["port"], p["host"], p["remote_busid"]) for p in result["undeclared_ports"]] == [(1, "10.0.0.9", "5-1")]
+    assert "ports" not in result and run_module.journal == []
+
+
+def test_a_device_still_enumerating_satisfies_every_match_for_its_server(run_module, tmp_path):
+    fake = _client(tmp_path, ["127.0.0.1 3240 3-1.2", "127.0.0.1 3240 3-1.3", "127.0.0.1 3241 usbip-vudc.0"])
+    declared = [{"server": "127.0.0.1", "match": {"vendor": "abcd"}},      # port 0 is 1209:0001: no; port 1: unknown
+                {"server": "127.0.0.1", "busid": "3-1.9"},                 # a busid is known at once: no guess
+                {"server": "localhost", "tls": True, "server_name": "srv", "busid": "usbip-vudc.0"}]  # 3241 by default
+    result = run_module(usbip_info, {"gather": [], "declared_attachments": declared}, fake.sysfs)
+    assert [(d["attachment"], d["ports"], d["local_busids"]) for d in result["declared_attachments"]] == [
+        ("127.0.0.1:3240/vendor=abcd", [1], ["1-2"]),
+        ("127.0.0.1:3240/3-1.9", [], []),
+        ("localhost:3241/usbip-vudc.0", [2], ["1-3"]),
+    ]
+    assert [d["attached"] for d in result["declared_attachments"]] == [True, False, True]
+    assert [p["port"] for p in result["undeclared_ports"]] == [0]
+    assert result["undeclared_ports"][0]["device"]["usbid"] == "1209:0001"
+
+
+def test_declarations_without_vhci_are_all_missing(run_module, tree):
+    result = run_module(usbip_info, {"gather": [], "declared_attachments": [{"server": "srv", "busid": "1-1"}]},
+                        tree.sysfs)
+    assert result["declared_attachments"] == [
+        {"attachment": "srv:3240/1-1", "attached": False, "ports": [], "local_busids": []}]
+    assert result["undeclared_ports"] == []
+
+
+@pytest.mark.parametrize("declaration, error", [
+    ({"server": "srv", "busid": "1-1", "match": {"vendor": "1209"}}, "mutually exclusive"),
+    ({"server": "srv"}, "one of the following is required"),
+    ({"server": "srv", "match": {"vendor": "12345"}}, "invalid vendor ID"),
+])
+def test_a_bad_declaration_fails(run_module, tree, declaration, error):
+    result = run_module(usbip_info, {"gather": [], "declared_attachments": [declaration]}, tree.sysfs)
+    assert result["failed"] and error in result["msg"]
+
+
+# -- export_rules: what the usbip_server role binds, unbinds and reports missing ------------------------------------
+def test_export_rules_accept_every_exportable_device_they_match(run_module, tree):
+    tree.kernel_host_bind("17-1")
+    tree.kernel_host_bind("18-2")
+    rules = [
+        {"match": {"vendor": "0x1209"}},                       # 17-1; 1-1 is 1209 too but imported through vhci
+        {"match": {"vendor": 0x1209, "product": "0001"}},      # an integer ID, labelled as given
+        {"busid": "18-1.4"},
+        {"match": {"port_path": "0000:00:14.0-1.4", "serial": "4C530001230905113465"}},
+        {"match": {"port_path": "1"}},                         # devpath 1 on every bus: 17-1; the hub 18-1 is not
+        {"match": {"vendor": "05e3"}},                         # the hub: never exportable
+        {"busid": "1-2"},                                      # imported through vhci: never exportable
+    ]
+    result = run_module(usbip_info, {"gather": [], "export_rules": rules}, tree.sysfs)
+    assert result["export_rules"] == [
+        {"rule": "vendor=0x1209", "busids": ["17-1"]},
+        {"rule": "vendor=4617 product=0001", "busids": ["17-1"]},
+        {"rule": "busid=18-1.4", "busids": ["18-1.4"]},
+        {"rule": "port_path=0000:00:14.0-1.4 serial=4C530001230905113465", "busids": ["18-1.4"]},
+        {"rule": "port_path=1", "busids": ["17-1"]},
+        {"rule": "vendor=05e3", "busids": []},
+        {"rule": "busid=1-2", "busids": []},
+    ]
+    assert result["undeclared_exports"] == ["18-2"]
+    assert "devices" not in result and run_module.journal == []
+
+
+def test_no_export_rules_leave_every_bound_device_undeclared(run_module, tree):
+    tree.kernel_host_bind("17-1")
+    result = run_module(usbip_info, {"gather": [], "export_rules": []}, tree.sysfs)
+    assert result["export_rules"] == [] and result["undeclared_exports"] == ["17-1"]
+
+
+def test_a_bad_export_rule_fails(run_module, tree):
+    result = run_module(usbip_info, {"gather": [], "export_rules": [{"match": {"port_path": "x-0"}}]}, tree.sysfs)
+    assert result["failed"] and "invalid port_path" in result["msg"]
