@@ -140,6 +140,12 @@ class Context:
         self.module.exit_json(**result)
 
 
+def run(module: Any, converge: Callable[[Context], Dict[str, Any]], read_only: bool = False) -> None:
+    """A module's main() after its argument spec: ``converge(ctx)`` run in a :class:`Context`, then exit."""
+    ctx = Context(module, read_only)
+    ctx.run(lambda: converge(ctx))
+
+
 # -- diffs ---------------------------------------------------------------------------
 def _scalar(value: Any) -> str:
     if value is None:

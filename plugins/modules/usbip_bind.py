@@ -16,21 +16,12 @@ description:
   - Hubs and devices that are themselves attached through C(vhci_hcd) are refused (exporting an imported device
     would deadlock the USB stack).
   - Idempotent. In check mode nothing is written; the planned sysfs writes are returned in RV(sysfs_changes).
-author:
-  - usbip.usbip contributors (@usbip)
+  - The diff shows the device's driver binding and usbip status before and after.
+  - Needs the C(usbip-host) kernel module.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - usbip.usbip._attributes
   - usbip.usbip.kernel_modules
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-    details: The diff shows the device's driver binding and usbip status before and after.
-  platform:
-    support: full
-    platforms: posix
-    details: Linux with the C(usbip-host) kernel module.
 options:
   busid:
     description:
@@ -192,7 +183,7 @@ kernel_modules:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_args import KERNEL_MODULES_ARGS, match_args
-from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import Context, diff
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import diff, run
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import local_device_info, status_name
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus
@@ -219,7 +210,7 @@ def converge(ctx):
     if busid is not None:
         device = host.bus.describe(busid)
     else:
-        device = matching.select_local(host.exportable(), match)
+        device = matching.select_local(host.bindable(), match)
     busid = device.busid
     before_status = host.status(busid) if device.driver == DRIVER_NAME else None
     before = binding(device, before_status)
@@ -273,8 +264,7 @@ def main():
         required_one_of=[("busid", "match")],
         supports_check_mode=True,
     )
-    ctx = Context(module)
-    ctx.run(lambda: converge(ctx))
+    run(module, converge)
 
 
 if __name__ == "__main__":

@@ -17,23 +17,14 @@ description:
   - Attributes that are not given are not managed; functions that are not listed are removed from the gadget.
     Changes are made in the order configfs requires (the gadget is unbound first when its tree must change).
   - In check mode nothing is written; the planned configfs changes are returned in RV(sysfs_changes).
-author:
-  - usbip.usbip contributors (@usbip)
+  - The diff shows the managed part of the gadget tree (descriptor fields, strings, functions and their
+    attributes) and the UDC it is bound to.
+  - Needs configfs mounted on C(/sys/kernel/config), the C(libcomposite) kernel module, each function's
+    C(usb_f_*) module and, for device mode, C(usbip-vudc).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - usbip.usbip._attributes
   - usbip.usbip.kernel_modules
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-    details: The diff shows the managed part of the gadget tree (descriptor fields, strings, functions and their
-      attributes) and the UDC it is bound to.
-  platform:
-    support: full
-    platforms: posix
-    details: Linux with configfs mounted on C(/sys/kernel/config), C(libcomposite) and, for device mode,
-      C(usbip-vudc).
 options:
   name:
     description: Name of the gadget, the directory below C(/sys/kernel/config/usb_gadget).
@@ -225,7 +216,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_args import KERNEL_MODULES_ARGS
-from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import Context, diff
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import diff, run
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import hex4, status_name
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
@@ -419,8 +410,7 @@ def main():
         required_if=[("state", "present", ("udc", "id_vendor", "id_product"))],
         supports_check_mode=True,
     )
-    ctx = Context(module)
-    ctx.run(lambda: converge(ctx))
+    run(module, converge)
 
 
 if __name__ == "__main__":
