@@ -7,9 +7,11 @@ class ModuleDocFragment:
     """What the usbip modules that change the target share: author and attributes.
 
     Private to this collection (the leading underscore), like module_utils: it
-    changes without notice. Ansible merges a module's ``attributes`` with a
-    fragment's one attribute at a time, so the module-specific words (what the
-    diff shows, which kernel module) are in each module's description.
+    changes without notice. Ansible merges attributes field by field, and the
+    module's own fields and those of the fragment listed first win: modules list
+    this one before ``ansible.builtin.action_common_attributes`` (whose platform
+    ``support`` is N/A). The words that differ per module (what the diff shows,
+    which kernel modules) are in each module's description.
     """
 
     DOCUMENTATION = r"""

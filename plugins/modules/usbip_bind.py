@@ -19,8 +19,8 @@ description:
   - The diff shows the device's driver binding and usbip status before and after.
   - Needs the C(usbip-host) kernel module.
 extends_documentation_fragment:
+  - usbip.usbip._attributes  # first: of two fragments, the first one's attribute fields win
   - ansible.builtin.action_common_attributes
-  - usbip.usbip._attributes
   - usbip.usbip.kernel_modules
 options:
   busid:

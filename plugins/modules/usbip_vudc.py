@@ -22,8 +22,8 @@ description:
   - Needs configfs mounted on C(/sys/kernel/config), the C(libcomposite) kernel module, each function's
     C(usb_f_*) module and, for device mode, C(usbip-vudc).
 extends_documentation_fragment:
+  - usbip.usbip._attributes  # first: of two fragments, the first one's attribute fields win
   - ansible.builtin.action_common_attributes
-  - usbip.usbip._attributes
   - usbip.usbip.kernel_modules
 options:
   name:
