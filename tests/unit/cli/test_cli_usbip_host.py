@@ -7,31 +7,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from fake_usb import BAD_BUSIDS, DEVICES, HOST, standard_tree
-
-from usbip.sysfs.fs import Change
-
-BIND_17_1 = [
-    Change("write", DEVICES + "/17-1/driver/unbind", "17-1"),
-    Change("write", HOST + "/match_busid", "add 17-1"),
-    Change("write", HOST + "/bind", "17-1"),
-]
-UNBIND_17_1 = [
-    Change("write", HOST + "/unbind", "17-1"),
-    Change("write", HOST + "/match_busid", "del 17-1"),
-    Change("write", HOST + "/rebind", "17-1"),
-]
-
-
-@pytest.fixture
-def tree(tmp_path):
-    return standard_tree(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def static_tree(tmp_path_factory):
-    """Built once for the many refusal cases, which must leave it untouched."""
-    return standard_tree(tmp_path_factory.mktemp("static"))
+from fake_usb import BAD_BUSIDS, BIND_17_1, HOST, UNBIND_17_1
 
 
 def test_bind_writes_the_c_sequence_and_reports_completion(usbip, tree):

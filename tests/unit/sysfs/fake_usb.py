@@ -57,6 +57,18 @@ Interface = Tuple[int, int, int, Optional[str]]
 ACM = ((0x02, 0x02, 0x01, None), (0x0A, 0x00, 0x00, None))
 MASS_STORAGE = ((0x08, 0x06, 0x50, "usb-storage"),)
 
+#: The journal of binding ``17-1`` (the ACM gadget) to usbip-host, in the C tool's order, and of unbinding it.
+BIND_17_1 = [
+    Change("write", DEVICES + "/17-1/driver/unbind", "17-1"),
+    Change("write", HOST + "/match_busid", "add 17-1"),
+    Change("write", HOST + "/bind", "17-1"),
+]
+UNBIND_17_1 = [
+    Change("write", HOST + "/unbind", "17-1"),
+    Change("write", HOST + "/match_busid", "del 17-1"),
+    Change("write", HOST + "/rebind", "17-1"),
+]
+
 
 class FakeSysfs(Sysfs):
     """A :class:`Sysfs` that also fails like the kernel and records every path it touches."""
@@ -345,73 +357,27 @@ def standard_tree(root: Path) -> FakeTree:
     t.usb_driver("usb-storage", interfaces=True, module="usb_storage")
     t.usbip_host()
 
+    gdummy = {"manufacturer": "vmlab", "product": "gadget-gdummy", "serial": "SER-gdummy"}
     t.root_hub(DUMMY_HCD, 17, "dummy_hcd")
-    t.usb_device(
-        DUMMY_HCD + "/usb17/17-1",
-        devnum=2,
-        devpath="1",
-        vendor=0x1209,
-        product=0x0001,
-        interfaces=ACM,
-        strings={"manufacturer": "vmlab", "product": "gadget-gdummy", "serial": "SER-gdummy"},
-    )
+    t.usb_device(DUMMY_HCD + "/usb17/17-1", devnum=2, devpath="1", vendor=0x1209, product=0x0001, interfaces=ACM,
+                 strings=gdummy)
 
     t.root_hub(VHCI, 1, "vhci_hcd", maxchild=15)
     t.root_hub(VHCI, 2, "vhci_hcd", superspeed=True, maxchild=15)
-    t.usb_device(
-        VHCI + "/usb1/1-1",
-        devnum=2,
-        devpath="1",
-        vendor=0x1209,
-        product=0x0001,
-        interfaces=ACM,
-        strings={"manufacturer": "vmlab", "product": "gadget-gdummy", "serial": "SER-gdummy"},
-    )
-    t.usb_device(
-        VHCI + "/usb1/1-2",
-        devnum=3,
-        devpath="2",
-        vendor=0x1D6B,
-        product=0x0104,
-        interfaces=MASS_STORAGE,
-        strings={"manufacturer": "vmlab", "product": "gadget-gvudc", "serial": "SER-gvudc"},
-    )
+    t.usb_device(VHCI + "/usb1/1-1", devnum=2, devpath="1", vendor=0x1209, product=0x0001, interfaces=ACM,
+                 strings=gdummy)
+    t.usb_device(VHCI + "/usb1/1-2", devnum=3, devpath="2", vendor=0x1D6B, product=0x0104, interfaces=MASS_STORAGE,
+                 strings={"manufacturer": "vmlab", "product": "gadget-gvudc", "serial": "SER-gvudc"})
 
     t.root_hub(XHCI, 18, "xhci-hcd", maxchild=4)
-    t.usb_device(
-        XHCI + "/usb18/18-1",
-        devnum=2,
-        devpath="1",
-        vendor=0x05E3,
-        product=0x0608,
-        bcd=0x6060,
-        device_class=(0x09, 0x00, 0x01),
-        interfaces=((0x09, 0x00, 0x00, "hub"),),
-        maxchild=4,
-        strings={"product": "USB2.0 Hub"},
-    )
-    t.usb_device(
-        XHCI + "/usb18/18-1/18-1.4",
-        devnum=3,
-        devpath="1.4",
-        vendor=0x0781,
-        product=0x5567,
-        bcd=0x0100,
-        interfaces=MASS_STORAGE,
-        strings={"manufacturer": " SanDisk", "product": " Cruzer Blade", "serial": "4C530001230905113465"},
-    )
-    t.usb_device(
-        XHCI + "/usb18/18-2",
-        devnum=4,
-        devpath="2",
-        vendor=0x046D,
-        product=0xC52B,
-        bcd=0x1211,
-        speed="12",
-        configuration=None,
-        driver=None,
-        strings={"manufacturer": "Logitech", "product": "USB Receiver"},
-    )
+    t.usb_device(XHCI + "/usb18/18-1", devnum=2, devpath="1", vendor=0x05E3, product=0x0608, bcd=0x6060,
+                 device_class=(0x09, 0x00, 0x01), interfaces=((0x09, 0x00, 0x00, "hub"),), maxchild=4,
+                 strings={"product": "USB2.0 Hub"})
+    t.usb_device(XHCI + "/usb18/18-1/18-1.4", devnum=3, devpath="1.4", vendor=0x0781, product=0x5567, bcd=0x0100,
+                 interfaces=MASS_STORAGE,
+                 strings={"manufacturer": " SanDisk", "product": " Cruzer Blade", "serial": "4C530001230905113465"})
+    t.usb_device(XHCI + "/usb18/18-2", devnum=4, devpath="2", vendor=0x046D, product=0xC52B, bcd=0x1211, speed="12",
+                 configuration=None, driver=None, strings={"manufacturer": "Logitech", "product": "USB Receiver"})
 
     for attr in ("bind", "unbind", "uevent"):
         t.file("%s/%s" % (VUDC_DRIVER, attr))

@@ -6,20 +6,8 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.usbip.usbip.plugins.modules import usbip_bind
-from fake_usb import ACM, BAD_BUSIDS, DEVICES, HOST, XHCI, FakeSysfs, standard_tree
+from fake_usb import ACM, BAD_BUSIDS, BIND_17_1, DEVICES, HOST, UNBIND_17_1, XHCI, FakeSysfs
 
-from usbip.sysfs.fs import Change
-
-BIND_17_1 = [
-    Change("write", DEVICES + "/17-1/driver/unbind", "17-1"),
-    Change("write", HOST + "/match_busid", "add 17-1"),
-    Change("write", HOST + "/bind", "17-1"),
-]
-UNBIND_17_1 = [
-    Change("write", HOST + "/unbind", "17-1"),
-    Change("write", HOST + "/match_busid", "del 17-1"),
-    Change("write", HOST + "/rebind", "17-1"),
-]
 BEFORE = "driver: usb\nusbip_host: false\nusbip_status: none\n"
 AFTER = "driver: usbip-host\nusbip_host: true\nusbip_status: available\n"
 
@@ -39,11 +27,6 @@ class KernelFake(FakeSysfs):
             self.tree.kernel_host_bind(value)
         elif path == HOST + "/rebind":
             self.tree.kernel_host_unbind(value, "usb", ACM)
-
-
-@pytest.fixture
-def tree(tmp_path):
-    return standard_tree(tmp_path)
 
 
 @pytest.fixture
