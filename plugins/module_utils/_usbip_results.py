@@ -56,7 +56,7 @@ def local_device_info(dev: LocalDevice, status: Optional[DeviceStatus] = None) -
         device_class="%02x" % d.device_class,
         is_hub=dev.is_hub,
         under_vhci=dev.under_vhci,
-        exportable=dev.exportable,
+        exportable=dev.bindable,
     )
 
 

@@ -394,7 +394,7 @@ def export_rules(sysfs, rules):
     """Each rule with the exportable devices it accepts (every one, as usbipd binds them), and the bound devices
     that no rule accepts."""
     local = HostDriver(sysfs).bus.devices()
-    exportable = [dev for dev in local if dev.exportable]
+    exportable = [dev for dev in local if dev.bindable]
     hits = []
     for rule in rules:
         busid = rule.get("busid")

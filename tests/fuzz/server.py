@@ -43,7 +43,7 @@ from typing import Dict, List, Optional
 
 from fake_usb import standard_tree  # on the import path by tests/fuzz/__init__.py (or pytest's pythonpath)
 
-from usbip.daemon.catalog import Catalog, DeviceBackend, HostBackend
+from usbip.daemon.catalog import Catalog, exporter_for
 from usbip.net import client
 from usbip.net.server import ServerOptions, UsbipServer
 from usbip.protocol import (
@@ -56,6 +56,7 @@ from usbip.protocol import (
     decode_reply,
 )
 from usbip.sysfs.fs import Sysfs
+from usbip.sysfs.uevents import UeventWatcher
 
 from .mutator import Mutator, codec_seeds, request_seeds
 
@@ -104,7 +105,7 @@ class LiveServer:
     """A UsbipServer on its own event-loop thread, logger and loop tapped."""
 
     def __init__(self, sysfs: Sysfs, mode: str, options: Optional[ServerOptions] = None) -> None:
-        backend = HostBackend(sysfs) if mode == "host" else DeviceBackend(sysfs)
+        backend = exporter_for([mode], sysfs)
         self.tap = LogTap()
         self.log = logging.getLogger("usbipd")
         self._saved = (self.log.level, self.log.propagate)
@@ -112,7 +113,8 @@ class LiveServer:
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
         self.server = UsbipServer(Catalog(backend), options or ServerOptions(
-            port=0, addresses=["127.0.0.1"], read_timeout=5.0, max_connections=512, max_per_client=64))
+            port=0, addresses=["127.0.0.1"], read_timeout=5.0, max_connections=512, max_per_client=64),
+            watcher=UeventWatcher)
         self.server.bind()
         self.port = self.server.listening[0].getsockname()[1]
         self.loop = asyncio.new_event_loop()

@@ -55,20 +55,20 @@ def test_a_rule_is_a_policy_over_every_match(tree):
 
 def test_no_rules_reads_nothing(tree):
     class Untouchable:
-        def exportable(self):
+        def bindable(self):
             raise AssertionError("scanned without rules")
     assert exports.apply(Untouchable(), []) == []
 
 
 def test_one_daemon_serves_both_modes(tree):
-    from usbip.daemon.catalog import CombinedBackend, backend_for
+    from usbip.daemon.catalog import BothModes, exporter_for
 
-    backend = backend_for(["host", "device"], tree.sysfs(dry_run=True))
-    assert isinstance(backend, CombinedBackend)
+    backend = exporter_for(["host", "device"], tree.sysfs(dry_run=True))
+    assert isinstance(backend, BothModes)
     # nothing bound to usbip-host in the standard tree; usbip-vudc.0 carries a gadget
     assert [d.busid for d in backend.scan()] == ["usbip-vudc.0"]
     backend.export("usbip-vudc.0", 7)
-    assert backend.backends[1].driver.sysfs.journal[-1] == Change(
+    assert backend.drivers[1].sysfs.journal[-1] == Change(
         "write", "/sys/devices/platform/usbip-vudc.0/usbip_sockfd", "7")
     with pytest.raises(Exception, match="not bound to usbip-host"):
         backend.export("17-1", 7)

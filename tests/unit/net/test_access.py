@@ -33,10 +33,11 @@ import pytest
 from fake_usb import standard_tree
 
 from tests.fuzz.server import LiveServer
-from usbip.daemon.catalog import Catalog, HostBackend
+from usbip.daemon.catalog import Catalog
 from usbip.net import client
 from usbip.net.server import ServerOptions, UsbipServer, parse_networks
 from usbip.protocol import DevlistRequest, ImportRequest
+from usbip.sysfs.host import HostDriver
 
 DEVLIST = DevlistRequest().encode()
 MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -111,7 +112,7 @@ def sysfs(tree):
 ])
 def test_binds_only_the_listen_addresses(sysfs, addresses):
     port = free_port()
-    server = UsbipServer(Catalog(HostBackend(sysfs)), ServerOptions(port=port, addresses=addresses))
+    server = UsbipServer(Catalog(HostDriver(sysfs)), ServerOptions(port=port, addresses=addresses))
     server.bind()
     try:
         assert listening(port) == set(addresses)
@@ -127,7 +128,7 @@ def test_binds_only_the_listen_addresses(sysfs, addresses):
 @needs_ipv6
 def test_without_listen_addresses_every_address_on_separate_sockets(sysfs):
     port = free_port()
-    server = UsbipServer(Catalog(HostBackend(sysfs)), ServerOptions(port=port))
+    server = UsbipServer(Catalog(HostDriver(sysfs)), ServerOptions(port=port))
     server.bind()
     try:
         assert listening(port) == {"0.0.0.0", "::"}
@@ -239,7 +240,7 @@ def test_ipv6_allow_list(sysfs, allow, served):
     (("garbage", 5), ["0.0.0.0/0", "::/0"], False),
 ])
 def test_admission_of_addresses(sysfs, peer, allow, admitted):
-    server = UsbipServer(Catalog(HostBackend(sysfs)), ServerOptions(allow=parse_networks(allow)))
+    server = UsbipServer(Catalog(HostDriver(sysfs)), ServerOptions(allow=parse_networks(allow)))
     reason = server.admit(peer)
     assert (reason is None) == admitted, reason
 

@@ -20,6 +20,7 @@ from usbip.daemon.catalog import Catalog
 from usbip.device import DeviceStatus, Speed, UsbDevice, UsbInterface
 from usbip.net.server import ServerOptions, UsbipServer
 from usbip.sysfs.errors import DeviceBusy, DeviceNotFound
+from usbip.sysfs.uevents import UeventWatcher
 
 DEVICE = UsbDevice(
     path="/sys/devices/platform/dummy_hcd.0/usb17/17-1", busid="17-1", busnum=17, devnum=2, speed=Speed.HIGH,
@@ -82,7 +83,8 @@ class Harness:
 
     def __init__(self, options: ServerOptions, backend=None):
         self.backend = backend or ScriptedBackend()
-        self.server = UsbipServer(Catalog(self.backend), options)
+        # As usbipd builds it: the catalog over the drivers, kept current by kernel uevents.
+        self.server = UsbipServer(Catalog(self.backend), options, watcher=UeventWatcher)
         self.loop = asyncio.new_event_loop()
         self.server.bind()
         self.port = self.server.listening[0].getsockname()[1]

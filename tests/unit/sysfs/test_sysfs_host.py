@@ -50,8 +50,8 @@ def driver(tree, sysfs=None):
     return HostDriver(sysfs or tree.sysfs())
 
 
-def test_exportable_is_what_usbip_list_l_shows(tree):
-    assert [d.busid for d in driver(tree).exportable()] == ["17-1", "18-1.4", "18-2"]
+def test_bindable_is_what_usbip_list_l_shows(tree):
+    assert [d.busid for d in driver(tree).bindable()] == ["17-1", "18-1.4", "18-2"]
 
 
 def test_bind_follows_the_c_tool_order(tree):

@@ -55,10 +55,10 @@ def test_devices_lists_every_device_in_bus_order_without_root_hubs_or_interfaces
     assert [d.busid for d in UsbBus(tree.sysfs()).devices()] == ["1-1", "1-2", "17-1", "18-1", "18-1.4", "18-2"]
 
 
-def test_exportable_only_skips_hubs_and_imported_devices(tree):
+def test_bindable_only_skips_hubs_and_imported_devices(tree):
     bus = UsbBus(tree.sysfs())
-    assert [d.busid for d in bus.devices(exportable_only=True)] == ["17-1", "18-1.4", "18-2"]
-    assert [d.busid for d in bus.devices() if d.exportable] == ["17-1", "18-1.4", "18-2"]
+    assert [d.busid for d in bus.devices(bindable_only=True)] == ["17-1", "18-1.4", "18-2"]
+    assert [d.busid for d in bus.devices() if d.bindable] == ["17-1", "18-1.4", "18-2"]
 
 
 def test_hub_and_vhci_flags(tree):
@@ -69,7 +69,7 @@ def test_hub_and_vhci_flags(tree):
 
 def test_scan_costs_one_listing_and_stops_early_on_hubs_and_imported_devices(tree):
     sysfs = tree.sysfs()
-    UsbBus(sysfs).devices(exportable_only=True)
+    UsbBus(sysfs).devices(bindable_only=True)
     assert [p for p in sysfs.touched if p == DEVICES] == [DEVICES]
     for skipped in ("1-1", "1-2", "18-1"):
         base = "%s/%s" % (DEVICES, skipped)

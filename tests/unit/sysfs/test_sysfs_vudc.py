@@ -80,7 +80,7 @@ def test_without_a_gadget_there_is_nothing_to_export(tree):
     assert driver.has_gadget("usbip-vudc.0") and not driver.has_gadget("usbip-vudc.1")
     with pytest.raises(NotExportable):
         driver.describe("usbip-vudc.1")
-    assert driver.exportable() == [GVUDC]
+    assert driver.scan() == [GVUDC]
 
 
 def test_gadget_without_a_function_name_is_seen_through_its_descriptor(tree):

@@ -436,13 +436,13 @@ def _cmd_list(ctx: _Context) -> int:
     elif args.local:
         from ..sysfs.host import HostDriver  # noqa: PLC0415
 
-        found = HostDriver(ctx.sysfs).exportable()
+        found = HostDriver(ctx.sysfs).bindable()
         devices = [local.device for local in found]
         locals_ = list(found)
     else:
         from ..sysfs.vudc import VudcDriver  # noqa: PLC0415
 
-        devices = VudcDriver(ctx.sysfs).exportable()
+        devices = VudcDriver(ctx.sysfs).scan()
         locals_ = [None] * len(devices)
 
     if args.json:

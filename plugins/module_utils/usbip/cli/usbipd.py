@@ -26,6 +26,8 @@ log = logging.getLogger("usbipd")
 
 
 def _parser() -> Parser:
+    from ..protocol.constants import USBIP_PORT, USBIP_TLS_PORT  # noqa: PLC0415
+
     p = Parser(
         prog="usbipd", description="USB/IP server daemon (Python implementation, compatible with the C usbipd).")
     p.add_argument("-4", "--ipv4", action="store_true", help="listen on IPv4 only (unless -6 is given too)")
@@ -35,7 +37,7 @@ def _parser() -> Parser:
     p.add_argument("-d", "--debug", action="store_true", help="log every request")
     p.add_argument("-P", "--pid", nargs="?", const=DEFAULT_PID_FILE, metavar="FILE",
                    help="write the process id to FILE (default %s)" % DEFAULT_PID_FILE)
-    p.add_argument("-t", "--tcp-port", type=str, metavar="PORT", help="TCP port to listen on (default 3240)")
+    p.add_argument("-t", "--tcp-port", type=str, metavar="PORT", help="TCP port to listen on (default %d)" % USBIP_PORT)
     p.add_argument("-l", "--listen", action="append", metavar="ADDRESS",
                    help="listen on this address only (repeatable; default: every address)")
     p.add_argument("-a", "--allow", action="append", metavar="CIDR",
@@ -43,7 +45,7 @@ def _parser() -> Parser:
     p.add_argument("--tls-cert", metavar="FILE", help="serve USB/IP inside TLS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     p.add_argument("--tls-ca", metavar="FILE", help="CA certificates that sign the clients' certificates (PEM)")
-    p.add_argument("--tls-port", metavar="PORT", help="TCP port of USB/IP over TLS (default 3241)")
+    p.add_argument("--tls-port", metavar="PORT", help="TCP port of USB/IP over TLS (default %d)" % USBIP_TLS_PORT)
     p.add_argument("--tls-allow-name", action="append", metavar="NAME",
                    help="admit only client certificates with this name (CN, DNS or IP; repeatable)")
     p.add_argument("--tls-only", action="store_true", help="do not serve plain USB/IP beside TLS")
@@ -77,8 +79,9 @@ def load_config(path: str) -> dict:
 def _options(args, config: dict):
     from .. import validate  # noqa: PLC0415
     from ..net.server import ServerOptions, parse_networks  # noqa: PLC0415
+    from ..protocol.constants import USBIP_PORT  # noqa: PLC0415
 
-    port = args.tcp_port if args.tcp_port is not None else config.get("port", 3240)
+    port = args.tcp_port if args.tcp_port is not None else config.get("port", USBIP_PORT)
     listen = args.listen if args.listen else config.get("listen") or []
     allow = args.allow if args.allow else config.get("allow") or []
     if not isinstance(listen, list) or not isinstance(allow, list):
@@ -157,15 +160,16 @@ def serve(args, options, modes: List[str], rules) -> None:
     import asyncio  # noqa: PLC0415 - keep `usbipd --help` instant
 
     from ..daemon import exports  # noqa: PLC0415
-    from ..daemon.catalog import Catalog, backend_for  # noqa: PLC0415
+    from ..daemon.catalog import Catalog, exporter_for  # noqa: PLC0415
     from ..net.server import UsbipServer  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
     from ..sysfs.host import HostDriver  # noqa: PLC0415
+    from ..sysfs.uevents import UeventWatcher  # noqa: PLC0415
 
     sysfs = Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/"))
-    backend = backend_for(modes, sysfs)
+    exporter = exporter_for(modes, sysfs)
     try:
-        backend.check_loaded()
+        exporter.check_loaded()
     except UsbipError as err:
         needed = " and ".join({"host": "usbip-core and usbip-host", "device": "usbip-vudc"}[m] for m in modes)
         raise UsbipError("%s; please load %s" % (err.args[0], needed), hint=err.hint) from None
@@ -183,7 +187,7 @@ def serve(args, options, modes: List[str], rules) -> None:
         if rules and not pending:
             pending.append(asyncio.get_running_loop().call_later(0.5, apply_rules))
 
-    server = UsbipServer(Catalog(backend), options, on_change=schedule_rules)
+    server = UsbipServer(Catalog(exporter), options, on_change=schedule_rules, watcher=UeventWatcher)
     server.bind()
     if args.daemon:
         _daemonize()
@@ -193,7 +197,7 @@ def serve(args, options, modes: List[str], rules) -> None:
     async def run() -> None:
         apply_rules()
         await server.start()
-        log.info("serving %s-mode devices%s", backend.mode,
+        log.info("serving %s-mode devices%s", exporter.mode,
                  "; export rules: %s" % ", ".join(map(str, rules)) if rules else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

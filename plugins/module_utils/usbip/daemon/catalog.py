@@ -15,93 +15,52 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 from ..device import DeviceStatus, UsbDevice
 from ..errors import InvalidArgument, UsbipError
 from ..protocol import Status
 from ..sysfs.errors import DeviceBusy, DeviceError, DeviceNotFound, NotExportable
 from ..sysfs.fs import Sysfs
-from ..sysfs.host import DEVICES, HostDriver
-from ..sysfs.vudc import PLATFORM, VudcDriver
+from ..sysfs.host import HostDriver
+from ..sysfs.vudc import VudcDriver
 
 log = logging.getLogger("usbipd")
 
-
-class HostBackend:
-    """Host mode: devices bound to usbip-host."""
-
-    mode = "host"
-
-    def __init__(self, sysfs: Sysfs) -> None:
-        self.driver = HostDriver(sysfs)
-
-    def check_loaded(self) -> None:
-        self.driver.check_loaded()
-
-    def scan(self) -> List[UsbDevice]:
-        return [bound.local.device for bound in self.driver.bound()]
-
-    def status(self, busid: str) -> Optional[DeviceStatus]:
-        return self.driver.status(busid)
-
-    def status_file(self, busid: str) -> str:
-        """Host path of the ``usbip_status`` that :meth:`status` reads."""
-        return self.driver.sysfs.real("%s/%s/usbip_status" % (DEVICES, busid))
-
-    def export(self, busid: str, sockfd: int) -> None:
-        self.driver.export(busid, sockfd)
+#: A driver with the export interface, or both of them (see :func:`exporter_for`).
+Exporter = Union[HostDriver, VudcDriver, "BothModes"]
 
 
-class DeviceBackend:
-    """Device mode: gadgets bound to usbip-vudc instances."""
-
-    mode = "device"
-
-    def __init__(self, sysfs: Sysfs) -> None:
-        self.driver = VudcDriver(sysfs)
-
-    def check_loaded(self) -> None:
-        self.driver.check_loaded()
-
-    def scan(self) -> List[UsbDevice]:
-        return self.driver.exportable()
-
-    def status(self, busid: str) -> Optional[DeviceStatus]:
-        return self.driver.status(busid)
-
-    def status_file(self, busid: str) -> str:
-        return self.driver.sysfs.real("%s/%s/usbip_status" % (PLATFORM, busid))
-
-    def export(self, busid: str, sockfd: int) -> None:
-        self.driver.export(busid, sockfd)
+#: What the server offers in each mode, by the driver that exports it.
+_DRIVERS = {"host": HostDriver, "device": VudcDriver}
 
 
-class CombinedBackend:
-    """Both modes from one daemon: the busid says which driver owns a device.
+class BothModes:
+    """Host and device mode from one daemon: the busid says which driver owns a device.
 
     The C daemon serves one mode per process; one socket serving host-mode
     devices and vudc gadgets side by side is simpler to run and to firewall.
+    It offers the drivers' own export interface (see :func:`exporter_for`).
     """
 
     mode = "host and device"
 
-    def __init__(self, backends) -> None:
-        self.backends = list(backends)
+    def __init__(self, drivers: Sequence[Exporter]) -> None:
+        self.drivers = list(drivers)
 
-    def _owner(self, busid: str):
+    def _owner(self, busid: str) -> Exporter:
         device_mode = busid.startswith("usbip-vudc.")
-        for backend in self.backends:
-            if (backend.mode == "device") == device_mode:
-                return backend
+        for driver in self.drivers:
+            if (driver.mode == "device") == device_mode:
+                return driver
         raise DeviceNotFound("requested device not found: %s" % busid)
 
     def check_loaded(self) -> None:
-        for backend in self.backends:
-            backend.check_loaded()
+        for driver in self.drivers:
+            driver.check_loaded()
 
     def scan(self) -> List[UsbDevice]:
-        return [device for backend in self.backends for device in backend.scan()]
+        return [device for driver in self.drivers for device in driver.scan()]
 
     def status(self, busid: str) -> Optional[DeviceStatus]:
         return self._owner(busid).status(busid)
@@ -113,26 +72,35 @@ class CombinedBackend:
         self._owner(busid).export(busid, sockfd)
 
 
-def backend_for(modes, sysfs: Sysfs):
-    """The backend serving ``modes`` (``host``, ``device`` or both)."""
+def exporter_for(modes: Sequence[str], sysfs: Sysfs) -> Exporter:
+    """The driver serving ``modes`` (``host``, ``device``), or both drivers combined.
+
+    :class:`~usbip.sysfs.host.HostDriver` and :class:`~usbip.sysfs.vudc.VudcDriver`
+    share one export interface, as the kernel's libsrc gives its two drivers
+    ``usbip_host_driver_ops``: ``mode``, ``check_loaded()``, ``scan()`` (the
+    devices offered), ``status(busid)``, ``status_file(busid)`` (the host path
+    of the ``usbip_status`` that ``status`` reads) and ``export(busid, sockfd)``.
+    """
     chosen = []
     for mode in modes:
-        if mode == "host":
-            chosen.append(HostBackend(sysfs))
-        elif mode == "device":
-            chosen.append(DeviceBackend(sysfs))
-        else:
+        if mode not in _DRIVERS:
             raise UsbipError("unknown mode %r: host or device" % (mode,))
+        chosen.append(_DRIVERS[mode](sysfs))
     if not chosen:
         raise UsbipError("no mode to serve: host, device or both")
-    return chosen[0] if len(chosen) == 1 else CombinedBackend(chosen)
+    return chosen[0] if len(chosen) == 1 else BothModes(chosen)
 
 
 class Catalog:
-    """The devices a server offers, rebuilt only when told the world changed."""
+    """The devices a server offers, rebuilt only when told the world changed.
 
-    def __init__(self, backend) -> None:
-        self.backend = backend
+    It is what :class:`~usbip.net.server.UsbipServer` serves from: ``available``,
+    ``export``, ``invalidate``, ``generation`` and ``refusal`` (the ST_* answer
+    to an export that failed).
+    """
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
         self._devices: Optional[Dict[str, UsbDevice]] = None
         self._status_files: Dict[str, int] = {}
         self.rescans = 0
@@ -149,7 +117,7 @@ class Catalog:
 
     def _all(self) -> Dict[str, UsbDevice]:
         if self._devices is None:
-            self._devices = {d.busid: d for d in self.backend.scan()}
+            self._devices = {d.busid: d for d in self.exporter.scan()}
             self.rescans += 1
             log.debug("device list rebuilt: %s", ", ".join(self._devices) or "(empty)")
         return self._devices
@@ -166,27 +134,27 @@ class Catalog:
         return found
 
     def _status(self, busid: str) -> Optional[DeviceStatus]:
-        """``backend.status``, read through a descriptor kept open: one syscall per request.
+        """``exporter.status``, read through a descriptor kept open: one syscall per request.
 
         Anything unexpected (no such file, a removed device's ENODEV, an odd
-        value) closes it and asks the backend, which explains or raises.
+        value) closes it and asks the driver, which explains or raises.
         """
         fd = self._status_files.get(busid)
         if fd is None:
-            status_file = getattr(self.backend, "status_file", None)
+            status_file = getattr(self.exporter, "status_file", None)
             if status_file is None:
-                return self.backend.status(busid)
+                return self.exporter.status(busid)
             try:
                 fd = os.open(status_file(busid), os.O_RDONLY)
             except (OSError, UsbipError):
-                return self.backend.status(busid)
+                return self.exporter.status(busid)
             self._status_files[busid] = fd
         try:
             return _STATUS[os.pread(fd, 16, 0)]
         except (OSError, KeyError):
             del self._status_files[busid]
             os.close(fd)
-            return self.backend.status(busid)
+            return self.exporter.status(busid)
 
     def export(self, busid: str, sockfd: int) -> UsbDevice:
         """Hand ``sockfd`` to the kernel for ``busid``; errors say which ST_* to answer."""
@@ -197,8 +165,13 @@ class Catalog:
             device = self._all().get(busid)
         if device is None:
             raise DeviceNotFound("requested device not found: %s" % busid)
-        self.backend.export(busid, sockfd)
+        self.exporter.export(busid, sockfd)
         return device
+
+    @staticmethod
+    def refusal(error: UsbipError) -> Status:
+        """The ST_* code to answer for an export that raised ``error`` (see :func:`status_for`)."""
+        return status_for(error)
 
 
 _STATUS = {b"%d\n" % s: s for s in DeviceStatus}

@@ -68,7 +68,7 @@ def apply(driver: HostDriver, rules: List[ExportRule]) -> List[str]:
     if not rules:
         return []
     bound = []
-    for device in driver.exportable():
+    for device in driver.bindable():
         if device.driver == DRIVER_NAME or not any(rule.accepts(device) for rule in rules):
             continue
         try:

@@ -18,13 +18,14 @@ import errno
 import ipaddress
 import logging
 import socket
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .. import validate
-from ..daemon.catalog import Catalog, status_for
+from ..device import UsbDevice
 from ..errors import UsbipError
 from ..protocol import (
     NEED_DATA,
+    USBIP_PORT,
     USBIP_TLS_PORT,
     DevlistReply,
     DevlistRequest,
@@ -34,8 +35,7 @@ from ..protocol import (
     RequestReader,
     Status,
 )
-from ..sysfs.uevents import UeventWatcher
-from . import client
+from .sockets import tune
 from .tls import TlsError
 
 log = logging.getLogger("usbipd")
@@ -51,7 +51,7 @@ class ServerOptions:
     sockets (as the C daemon). ``allow`` empty means every client.
     """
 
-    port: int = 3240
+    port: int = USBIP_PORT
     addresses: Sequence[str] = ()
     allow: Sequence[Network] = ()
     read_timeout: float = 10.0
@@ -102,12 +102,71 @@ _ADDRESSES: Dict[object, Optional[ipaddress._BaseAddress]] = {}  # noqa: SLF001
 _DEVLIST_REQUEST = DevlistRequest().encode()
 
 
-class UsbipServer:
-    """Listens, accepts, and answers DEVLIST and IMPORT from a :class:`Catalog`."""
+class Devices(Protocol):
+    """What the server serves from: in usbipd, the daemon's catalog (``usbip.daemon.catalog``).
 
-    def __init__(self, catalog: Catalog, options: ServerOptions,
-                 on_change: Optional[Callable[[], None]] = None) -> None:
-        """``on_change`` runs after each batch of relevant uevents (export rules use it)."""
+    The server knows nothing of drivers or sysfs: it asks for the devices to
+    list, hands a socket over, and asks which ST_* code answers an export
+    that raised.
+    """
+
+    #: Changes whenever the device records may have changed (the encoded DEVLIST reply is keyed on it).
+    generation: int
+
+    def invalidate(self) -> None:
+        """The world may have changed: rebuild on the next request."""
+
+    def available(self) -> List[UsbDevice]:
+        """What DEVLIST answers."""
+
+    def export(self, busid: str, sockfd: int) -> UsbDevice:
+        """Hand ``sockfd`` to the kernel for ``busid``; raises :class:`UsbipError` to refuse."""
+
+    def refusal(self, error: UsbipError) -> Status:
+        """The ST_* code that answers an export that raised ``error``."""
+
+
+class Watcher(Protocol):
+    """Tells the server when the devices may have changed (``usbip.sysfs.uevents.UeventWatcher``)."""
+
+    #: How the device list is kept current, for the log.
+    method: str
+
+    @property
+    def watching(self) -> bool:
+        """False when nothing is watched: the server then rebuilds the list for every request."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> str:
+        """Hook into ``loop``; returns :attr:`method`."""
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Unhook from ``loop``."""
+
+
+class Rescan:
+    """The watcher when none is given: nothing is watched, every request rebuilds the list."""
+
+    method = "rescan on every request"
+    watching = False
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> str:
+        return self.method
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        pass
+
+
+class UsbipServer:
+    """Listens, accepts, and answers DEVLIST and IMPORT from ``devices`` (see :class:`Devices`)."""
+
+    def __init__(self, catalog: Devices, options: ServerOptions,
+                 on_change: Optional[Callable[[], None]] = None,
+                 watcher: Callable[[Callable[[], None]], Watcher] = Rescan) -> None:
+        """``watcher`` makes the watcher from the callback to run on a change (usbipd gives the
+        kernel uevent source); ``on_change`` runs after each such change (export rules use it)."""
         self.catalog = catalog
         self.options = options
         self.listening: List[socket.socket] = []
@@ -117,7 +176,7 @@ class UsbipServer:
         self.connections: Dict[object, int] = {}
         self.active = 0
         self.on_change = on_change
-        self.watcher = UeventWatcher(self._changed)
+        self.watcher = watcher(self._changed)
         self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0,
                       "tls_refused": 0}
         #: The last DEVLIST reply, keyed on the catalog generation and the devices in it.
@@ -228,11 +287,11 @@ class UsbipServer:
             self.catalog.invalidate()
         try:
             busid = validate.busid(request.busid)
-            client.tune(sock)
+            tune(sock)
             sock.setblocking(True)  # the kernel's socket, as the C daemon hands it over
             device = self.catalog.export(busid, sock.fileno())
         except UsbipError as err:
-            status = status_for(err)
+            status = self.catalog.refusal(err)
             log.info("import of %r for %s refused: %s (%s)", request.busid, peer, err, status.description)
             return ImportReply(status).encode(), False
         self.stats["exported"] += 1

@@ -19,7 +19,7 @@ import errno
 from typing import List, Optional
 
 from .. import validate
-from ..device import DeviceStatus
+from ..device import DeviceStatus, UsbDevice
 from .errors import BindLoop, DeviceBusy, DeviceError, DeviceNotFound, DriverNotLoaded, NotExportable, SysfsError
 from .fs import Sysfs
 from .kmod import KernelModule
@@ -54,7 +54,15 @@ class BoundDevice:
 
 
 class HostDriver:
-    """Binds, unbinds and exports devices through usbip-host."""
+    """Binds, unbinds and exports devices through usbip-host.
+
+    Its export interface (``mode``, ``check_loaded``, ``scan``, ``status``,
+    ``status_file``, ``export``) is the one :class:`~usbip.sysfs.vudc.VudcDriver`
+    has too, so that the daemon serves either, or both, alike.
+    """
+
+    #: The usbipd mode that serves this driver's devices.
+    mode = "host"
 
     def __init__(self, sysfs: Optional[Sysfs] = None) -> None:
         self.sysfs = sysfs if sysfs is not None else Sysfs()
@@ -64,9 +72,17 @@ class HostDriver:
         if not self.sysfs.isdir(DRIVER):
             raise DriverNotLoaded("the %s driver is not loaded" % DRIVER_NAME, hint="modprobe usbip-host")
 
-    def exportable(self) -> List[LocalDevice]:
-        """Devices that may be bound: what ``usbip list -l`` shows."""
-        return self.bus.devices(exportable_only=True)
+    def bindable(self) -> List[LocalDevice]:
+        """Devices that may be bound (no hubs, nothing imported): what ``usbip list -l`` shows."""
+        return self.bus.devices(bindable_only=True)
+
+    def scan(self) -> List[UsbDevice]:
+        """The devices offered for export: those bound to usbip-host."""
+        return [bound.local.device for bound in self.bound()]
+
+    def status_file(self, busid: str) -> str:
+        """Host path of the ``usbip_status`` that :meth:`status` reads (the daemon keeps it open)."""
+        return self.sysfs.real("%s/%s/usbip_status" % (DEVICES, busid))
 
     def bound(self) -> List[BoundDevice]:
         """Devices currently bound to usbip-host, i.e. what the server offers.

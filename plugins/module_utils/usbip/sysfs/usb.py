@@ -41,8 +41,9 @@ class LocalDevice:
         return self.device.busid
 
     @property
-    def exportable(self) -> bool:
-        """Hubs cannot be exported, and re-exporting an imported device deadlocks the USB stack."""
+    def bindable(self) -> bool:
+        """Whether usbip-host may take it: hubs cannot be exported, and re-exporting an
+        imported device deadlocks the USB stack."""
         return not (self.is_hub or self.under_vhci)
 
 
@@ -85,7 +86,7 @@ class UsbBus:
         path, device_class = self._kind(busid)
         return self._read(busid, path, device_class, self.sysfs.listdir(base))
 
-    def devices(self, exportable_only: bool = False) -> List[LocalDevice]:
+    def devices(self, bindable_only: bool = False) -> List[LocalDevice]:
         """Every device, or only those ``usbip list -l`` shows (no hubs, nothing under vhci_hcd).
 
         The bus listing already names each device's interfaces, so the scan
@@ -98,7 +99,7 @@ class UsbBus:
         for busid in sorted((n for n in entries if is_device_name(n)), key=_busid_key):
             try:
                 path, device_class = self._kind(busid)
-                if exportable_only and (under_vhci(path) or device_class == HUB_CLASS):
+                if bindable_only and (under_vhci(path) or device_class == HUB_CLASS):
                     continue
                 found.append(self._read(busid, path, device_class, entries))
             except SysfsError as err:

@@ -46,7 +46,14 @@ def kernel_module(instances: int) -> KernelModule:
 
 
 class VudcDriver:
-    """Lists, describes and exports usbip-vudc instances."""
+    """Lists, describes and exports usbip-vudc instances.
+
+    Its export interface is :class:`~usbip.sysfs.host.HostDriver`'s: ``mode``,
+    ``check_loaded``, ``scan``, ``status``, ``status_file``, ``export``.
+    """
+
+    #: The usbipd mode that serves this driver's devices.
+    mode = "device"
 
     def __init__(self, sysfs: Optional[Sysfs] = None) -> None:
         self.sysfs = sysfs if sysfs is not None else Sysfs()
@@ -68,6 +75,10 @@ class VudcDriver:
         except ValueError:
             raise DeviceError("%s reports unknown usbip_status %d" % (name, value)) from None
 
+    def status_file(self, name: str) -> str:
+        """Host path of the ``usbip_status`` that :meth:`status` reads (the daemon keeps it open)."""
+        return self.sysfs.real("%s/%s/usbip_status" % (PLATFORM, name))
+
     def has_gadget(self, name: str) -> bool:
         """Whether a gadget is bound; only then is there a device to export.
 
@@ -87,8 +98,8 @@ class VudcDriver:
             raise NotExportable("no gadget is bound to %s" % name)
         return self._record(name, descriptor)
 
-    def exportable(self) -> List[UsbDevice]:
-        """Instances with a gadget bound: what ``usbipd --device`` offers."""
+    def scan(self) -> List[UsbDevice]:
+        """The devices offered for export: instances with a gadget bound (``usbip list -d``)."""
         found = []
         for name in self.instances():
             descriptor = self._descriptor(name)
