@@ -23,7 +23,8 @@ import struct
 import sys
 from typing import List, Optional, Sequence, Set, Tuple
 
-from usbip.device import Speed, UsbDevice, UsbInterface
+from tests.unit.protocol import vectors
+from usbip.device import UsbDevice
 from usbip.protocol import (
     MAX_DEVICES,
     MAX_ISO_PACKETS,
@@ -57,15 +58,10 @@ TOKENS = (
     b"usbip-vudc.0", b"usbip-vudc.", b"1-1.2.3.4.5.6.7.8", b"usb1", b"1-1:1.0", b"A" * 32, b" ", b"\t",
 )
 
-DEVICE = UsbDevice(
-    path="/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1", busid="1-1", busnum=1, devnum=2, speed=Speed.HIGH,
-    id_vendor=0x046D, id_product=0xC52B, bcd_device=0x1211, device_class=0, device_subclass=0, device_protocol=0,
-    configuration_value=1, num_configurations=1, num_interfaces=2,
-    interfaces=(UsbInterface(3, 1, 1), UsbInterface(3, 0, 0)))
-VUDC = UsbDevice(
-    path="/sys/devices/platform/usbip-vudc.0", busid="usbip-vudc.0", busnum=0, devnum=0, speed=Speed.FULL,
-    id_vendor=0x1D6B, id_product=0x0104, bcd_device=0x0100, device_class=0xEF, device_subclass=2, device_protocol=1,
-    configuration_value=0, num_configurations=1, num_interfaces=0)
+#: The wire's device records (the hand-written test vectors of the codec): a host-mode device with
+#: interfaces, a device-mode (usbip-vudc) one without.
+DEVICE = vectors.DEVICE
+VUDC = vectors.VUDC_DEVICE
 
 
 def request_seeds() -> List[bytes]:
