@@ -21,7 +21,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from ..errors import UsbipError
-from .common import EXIT_FAILURE, EXIT_OK, Parser, ParserExit, Reporter, UsageError, setup_logging
+from .common import EXIT_FAILURE, EXIT_OK, Parser, run_program
 
 log = logging.getLogger("usbip-attachd")
 
@@ -177,41 +177,34 @@ def _parser() -> Parser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    reporter = Reporter("usbip-attachd")
-    try:
-        args = _parser().parse_args(argv)
-    except ParserExit as done:
-        return done.status
-    except UsageError as err:
-        return reporter.failure(err)
-    setup_logging("usbip-attachd", "usbip-attachd", args.debug)
-    try:
-        import yaml  # noqa: PLC0415
+def _supervise(args) -> int:
+    import yaml  # noqa: PLC0415
 
-        from ..sysfs.fs import Sysfs  # noqa: PLC0415
+    from ..sysfs.fs import Sysfs  # noqa: PLC0415
 
-        try:
-            with open(args.config) as f:
-                config = parse_config(yaml.safe_load(f) or {})
-        except (OSError, yaml.YAMLError) as err:
-            raise UsbipError("cannot read %s: %s" % (args.config, err)) from None
-        present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")), config["tls"])
-        supervisor = Supervisor(config["attachments"], present, attach, config["initial"], config["max"])
-        log.info("supervising %d attachment(s): %s", len(config["attachments"]),
-                 ", ".join(map(str, config["attachments"])) or "none")
-        if args.once:
-            return EXIT_OK if supervisor.step() else EXIT_FAILURE
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        while not stop.is_set():
-            supervisor.step()
-            stop.wait(config["interval"])
-        log.info("stopped")
-    except UsbipError as err:
-        return reporter.failure(err)
+    try:
+        with open(args.config) as f:
+            config = parse_config(yaml.safe_load(f) or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise UsbipError("cannot read %s: %s" % (args.config, err)) from None
+    present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")), config["tls"])
+    supervisor = Supervisor(config["attachments"], present, attach, config["initial"], config["max"])
+    log.info("supervising %d attachment(s): %s", len(config["attachments"]),
+             ", ".join(map(str, config["attachments"])) or "none")
+    if args.once:
+        return EXIT_OK if supervisor.step() else EXIT_FAILURE
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        supervisor.step()
+        stop.wait(config["interval"])
+    log.info("stopped")
     return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_program("usbip-attachd", _parser, _supervise, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, NoReturn, Optional
 
 from ..errors import InvalidArgument, UsbipError
 
@@ -165,6 +165,31 @@ def write_stdout(text: str) -> None:
             os.close(devnull)
         except (OSError, ValueError):
             pass
+
+
+def run_program(prog: str, parser: Callable[[], Any], body: Callable[[Any], int], argv: Optional[List[str]] = None,
+                syslog: Callable[[Any], bool] = lambda args: False) -> int:
+    """``main`` of a long-running program (``usbipd``, ``usbip-attachd``); returns the exit status.
+
+    Parses ``argv`` with ``parser()`` (which has ``-d/--debug``), routes the
+    logger named ``prog`` to stderr, or to syslog when ``syslog(args)`` says
+    so, and runs ``body(args)``: an expected failure is one line and an exit
+    status, an interrupt exits 130, never a traceback.
+    """
+    reporter = Reporter(prog)
+    try:
+        args = parser().parse_args(argv)
+    except ParserExit as done:
+        return done.status
+    except UsageError as err:
+        return reporter.failure(err)
+    setup_logging(prog, prog, args.debug, syslog(args))
+    try:
+        return body(args)
+    except UsbipError as err:
+        return reporter.failure(err)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def setup_logging(logger_name: str, prog: str, debug: bool = False, syslog: bool = False) -> Any:

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import UsbipError
-from .common import EXIT_INTERRUPTED, EXIT_OK, Parser, ParserExit, Reporter, UsageError, setup_logging
+from .common import EXIT_OK, Parser, run_program
 
 DEFAULT_PID_FILE = "/var/run/usbipd.pid"
 RULES_POLL_SECONDS = 5
@@ -231,29 +231,20 @@ async def _poll_rules(apply_rules) -> None:
         apply_rules()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    reporter = Reporter("usbipd")
-    try:
-        args = _parser().parse_args(argv)
-    except ParserExit as done:
-        return done.status
-    except UsageError as err:
-        return reporter.failure(err)
-    setup_logging("usbipd", "usbipd", args.debug, args.syslog or args.daemon)
-    try:
-        config = load_config(args.config) if args.config else {}
-        options = _options(args, config)
-        modes = ["device"] if args.device else config.get("modes", ["host"])
-        if not isinstance(modes, list) or not modes:
-            raise UsbipError("modes must be a non-empty list of host and/or device")
-        from ..daemon.exports import parse_rules  # noqa: PLC0415
+def _configure_and_serve(args) -> int:
+    from ..daemon.exports import parse_rules  # noqa: PLC0415
 
-        serve(args, options, [str(m) for m in modes], parse_rules(config.get("exports")))
-    except UsbipError as err:
-        return reporter.failure(err)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    config = load_config(args.config) if args.config else {}
+    options = _options(args, config)
+    modes = ["device"] if args.device else config.get("modes", ["host"])
+    if not isinstance(modes, list) or not modes:
+        raise UsbipError("modes must be a non-empty list of host and/or device")
+    serve(args, options, [str(m) for m in modes], parse_rules(config.get("exports")))
     return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_program("usbipd", _parser, _configure_and_serve, argv, syslog=lambda args: args.syslog or args.daemon)
 
 
 if __name__ == "__main__":

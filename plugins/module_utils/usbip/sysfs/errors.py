@@ -43,10 +43,6 @@ class NoFreePort(UsbipError):
     """Every vhci_hcd port of the needed speed is taken."""
 
 
-class PortNotFound(UsbipError):
-    """A vhci_hcd port number outside the controller's range or unused."""
-
-
 class SysfsError(UsbipError):
     """A kernel attribute could not be read or written.
 
