@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from fake_usb import ACM, BAD_BUSIDS, DEVICES, DUMMY_HCD, HOST, standard_tree
+from fake_usb import ACM, BAD_BUSIDS, BIND_17_1, DEVICES, DUMMY_HCD, HOST, UNBIND_17_1
 
 from usbip.device import DeviceStatus
 from usbip.errors import InvalidArgument
@@ -23,27 +23,6 @@ from usbip.sysfs.host import BindResult, BoundDevice, HostDriver
 from usbip.sysfs.usb import UsbBus
 
 DEV = DUMMY_HCD + "/usb17/17-1"
-BIND_17_1 = [
-    Change("write", DEVICES + "/17-1/driver/unbind", "17-1"),
-    Change("write", HOST + "/match_busid", "add 17-1"),
-    Change("write", HOST + "/bind", "17-1"),
-]
-UNBIND_17_1 = [
-    Change("write", HOST + "/unbind", "17-1"),
-    Change("write", HOST + "/match_busid", "del 17-1"),
-    Change("write", HOST + "/rebind", "17-1"),
-]
-
-
-@pytest.fixture
-def tree(tmp_path):
-    return standard_tree(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def static_tree(tmp_path_factory):
-    """Built once for the many refusal cases, which must leave it untouched."""
-    return standard_tree(tmp_path_factory.mktemp("static"))
 
 
 def driver(tree, sysfs=None):

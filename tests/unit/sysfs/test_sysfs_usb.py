@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fake_usb import BAD_BUSIDS, DEVICES, DUMMY_HCD, XHCI, standard_tree
+from fake_usb import BAD_BUSIDS, DEVICES, DUMMY_HCD, XHCI
 
 from usbip.device import Speed, UsbDevice, UsbInterface
 from usbip.errors import InvalidArgument
 from usbip.sysfs.errors import DeviceNotFound
 from usbip.sysfs.usb import LocalDevice, UsbBus, is_device_name, under_vhci
-
-
-@pytest.fixture
-def tree(tmp_path):
-    return standard_tree(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def static_tree(tmp_path_factory):
-    """Built once for the many refusal cases, which must leave it untouched."""
-    return standard_tree(tmp_path_factory.mktemp("static"))
 
 
 def test_describe_reads_every_field_of_the_wire_record_and_the_local_view(tree):

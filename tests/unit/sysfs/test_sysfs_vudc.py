@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from fake_usb import VUDC_DRIVER, standard_tree
+from fake_usb import VUDC_DRIVER
 
 from usbip.device import DeviceStatus, Speed, UsbDevice
 from usbip.errors import InvalidArgument, UsbipError
@@ -32,17 +32,6 @@ GVUDC = UsbDevice(
     num_configurations=1,
     num_interfaces=0,
 )
-
-
-@pytest.fixture
-def tree(tmp_path):
-    return standard_tree(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def static_tree(tmp_path_factory):
-    """Built once for the many refusal cases, which must leave it untouched."""
-    return standard_tree(tmp_path_factory.mktemp("static"))
 
 
 def vudc(tree):
