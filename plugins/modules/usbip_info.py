@@ -245,6 +245,7 @@ undeclared_ports:
   elements: dict
 export_rules:
   description: Each rule of O(export_rules), in order, with the exportable local devices it accepts.
+  sample: [{"rule": "serial=FT5XK2QA", "busids": ["1-1.4"]}, {"rule": "busid=1-2", "busids": []}]
   returned: when O(export_rules) is given
   type: list
   elements: dict
