@@ -177,19 +177,30 @@ class Hang(Exception):
     """The server neither answered nor closed within the bound."""
 
 
-def _receive_all(sock: socket.socket) -> bytes:
-    chunks = []
+def receive_all(sock: socket.socket, chunks: Optional[List[bytes]] = None) -> bytes:
+    """Everything the peer sends until it closes or resets the connection; the socket's timeout propagates.
+
+    Shared with the unit tests that talk to a server over plain sockets. ``chunks``, when given,
+    collects what arrived, so that a caller can say how far a read that timed out got.
+    """
+    chunks = [] if chunks is None else chunks
     while True:
         try:
             chunk = sock.recv(65536)
         except ConnectionResetError:
             break
-        except socket.timeout:
-            raise Hang("no reply and no close after %d bytes" % sum(map(len, chunks))) from None
         if not chunk:
             break
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _receive_all(sock: socket.socket) -> bytes:
+    chunks: List[bytes] = []
+    try:
+        return receive_all(sock, chunks)
+    except socket.timeout:
+        raise Hang("no reply and no close after %d bytes" % sum(map(len, chunks))) from None
 
 
 def _send(sock: socket.socket, pieces: List[bytes]) -> bool:

@@ -27,7 +27,7 @@ from fake_configfs import FakeConfigfs
 from fake_usb import BAD_BUSIDS, FakeTree, standard_tree
 from fake_vhci import FakeVhci
 
-from tests.fuzz.server import LiveServer
+from tests.fuzz.server import LiveServer, receive_all
 from usbip.cli.usbip import main as usbip_main
 from usbip.device import Speed
 from usbip.errors import InvalidArgument
@@ -465,16 +465,7 @@ def _raw_import(busid: bytes) -> bytes:
 def _ask(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(4096)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return receive_all(s)
 
 
 NODEV = ImportReply(Status.NODEV).encode()

@@ -32,7 +32,7 @@ from typing import List, Optional, Set
 import pytest
 from fake_usb import standard_tree
 
-from tests.fuzz.server import LiveServer
+from tests.fuzz.server import LiveServer, receive_all
 from usbip.daemon.catalog import Catalog
 from usbip.net import client
 from usbip.net.server import ServerOptions, UsbipServer, parse_networks
@@ -167,15 +167,7 @@ def _devlist(port: int, host: str = "127.0.0.1", source: Optional[str] = None) -
             s.bind((source, 0))
         s.connect((host, port))
         s.sendall(DEVLIST)
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = receive_all(s)
     if not data:
         return []
     from usbip.protocol import decode_reply

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.fuzz.server import receive_all
 from usbip.daemon.catalog import Catalog
 from usbip.device import DeviceStatus, Speed, UsbDevice, UsbInterface
 from usbip.net.server import ServerOptions, UsbipServer
@@ -66,16 +67,7 @@ def _exchange(port: int, data: bytes, shutdown: bool = False) -> bytes:
         s.sendall(data)
         if shutdown:
             s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return receive_all(s)
 
 
 class Harness:
