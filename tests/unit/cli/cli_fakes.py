@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers of the command-line tests: a small usb.ids, captured results, a fake usbipd.
+"""Helpers of the command-line tests: captured results, a fake usbipd.
 
 They live in a module of their own (not in ``conftest.py``) so that test
 modules can import them by a name no other test directory uses.
@@ -11,27 +11,6 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Callable, List
-
-#: Entries of the real usb.ids that the expected outputs name (tabs as in the file).
-USB_IDS = """\
-# a subset of http://www.linux-usb.org/usb.ids
-0781  SanDisk Corp.
-\t5567  Cruzer Blade
-1209  Generic
-\t0001  pid.codes Test PID
-1d6b  Linux Foundation
-\t0002  2.0 root hub
-\t0104  Multifunction Composite Gadget
-C 00  (Defined at Interface level)
-C 02  Communications
-\t02  Abstract (modem)
-\t\t01  AT-commands (v.25ter)
-C 08  Mass Storage
-\t06  SCSI
-\t\t50  Bulk-Only
-C 0a  CDC Data
-\t00  Unused
-"""
 
 
 class Result:

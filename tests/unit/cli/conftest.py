@@ -13,7 +13,8 @@ import socket
 from typing import Callable, List, Optional
 
 import pytest
-from cli_fakes import USB_IDS, FakeServer, Result
+from cli_fakes import FakeServer, Result
+from fake_names import USB_IDS
 
 from usbip.cli.usbip import main
 from usbip.sysfs.names import UsbIds
