@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from ..errors import UsbipError
 from .errors import SysfsError
@@ -184,28 +184,22 @@ class Sysfs:
             raise SysfsError("remove", path, err) from None
 
     def mkdir(self, path: str) -> None:
-        if self.isdir(path):
-            return
-        if not self._change(Change("mkdir", path)):
-            return
-        try:
-            os.mkdir(self.real(path))
-        except OSError as err:
-            raise SysfsError("create directory", path, err) from None
+        if not self.isdir(path):
+            self._carry_out(Change("mkdir", path), "create directory", os.mkdir, self.real(path))
 
     def rmdir(self, path: str) -> None:
-        if not self._change(Change("rmdir", path)):
-            return
-        try:
-            os.rmdir(self.real(path))
-        except OSError as err:
-            raise SysfsError("remove directory", path, err) from None
+        self._carry_out(Change("rmdir", path), "remove directory", os.rmdir, self.real(path))
 
     def symlink(self, target: str, path: str) -> None:
         """Create ``path`` pointing at the kernel path ``target`` (configfs links)."""
-        if not self._change(Change("symlink", path, target)):
+        self._carry_out(Change("symlink", path, target), "link", os.symlink, self.real(target), self.real(path))
+
+    def _carry_out(self, change: Change, doing: str, call: Callable[..., object], *args: str) -> None:
+        """Journal ``change`` and, unless in a dry run, make it with ``call(*args)``; ``doing``
+        words the failure ("cannot <doing> <path>: <reason>")."""
+        if not self._change(change):
             return
         try:
-            os.symlink(self.real(target), self.real(path))
+            call(*args)
         except OSError as err:
-            raise SysfsError("link", path, err) from None
+            raise SysfsError(doing, change.path, err) from None
