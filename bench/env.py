@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from lab import guestkit
 from lab.guestkit import REPO, GadgetMaker, block_device_of, listening, sh, wait_for
@@ -122,6 +122,16 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(10)
         self.log.close()
+
+
+@contextlib.contextmanager
+def stopping(*servers) -> Iterator[None]:
+    """Run the block, then stop each of ``servers`` (daemons, tunnels) in order, whatever happened in it."""
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def our_daemon(port: int, device: bool, config: Optional[dict] = None, debug: bool = False) -> Daemon:

@@ -114,11 +114,8 @@ def host_mode(cfg: Config) -> Dict:
     driver = HostDriver(env.SYSFS)
     driver.bind(busid)
     daemons = {"ours": env.our_daemon(OUR_PORT, device=False), "c": env.c_daemon(C_PORT, device=False)}
-    try:
+    with env.stopping(*daemons.values()):
         result = {"busid": busid, "devlist": devlist_runs(cfg, daemons, devices=1)}
-    finally:
-        for d in daemons.values():
-            d.stop()
     result["module_bind_converged"] = module_runs(cfg, "usbip_bind", {"busid": busid})
     driver.unbind(busid)
     env.gadgets.remove_all()
@@ -131,11 +128,8 @@ def device_mode(cfg: Config) -> Dict:
     for n in range(4):
         env.gadgets.make("dev%d" % n, "usbip-vudc.%d" % n, VID, 0x0100 + n, "BENCH-DEV-%d" % n, "acm")
     daemons = {"ours": env.our_daemon(OUR_PORT + 1, device=True), "c": env.c_daemon(C_PORT + 1, device=True)}
-    try:
+    with env.stopping(*daemons.values()):
         result = {"devlist": devlist_runs(cfg, daemons, devices=4)}
-    finally:
-        for d in daemons.values():
-            d.stop()
     env.gadgets.remove_all()
     return result
 
@@ -146,12 +140,10 @@ def attach_phase(cfg: Config) -> Dict:
     env.gadgets.make("att", "usbip-vudc.0", VID, 0x0101, "BENCH-ATT", "acm")
     daemon = env.our_daemon(OUR_PORT + 6, device=True)
     result: Dict = {}
-    try:
+    with env.stopping(daemon):
         result["attach"] = attach_times(cfg, daemon.port, "usbip-vudc.0", vudc=0)
         save_partial(result)
         result["module_attach"] = module_attach(cfg, daemon.port, "usbip-vudc.0", vudc=0)
-    finally:
-        daemon.stop()
     env.gadgets.remove_all()
     return result
 
@@ -282,7 +274,7 @@ def data_path(cfg: Config) -> Dict:
     clients = {"ours": env.console_script("usbip"), "c": "usbip"}
     busids = {"ours": "usbip-vudc.0", "c": "usbip-vudc.1"}
     runs: Dict[str, List] = {name: [] for name in daemons}
-    try:
+    with env.stopping(*daemons.values()):
         env.settle([0, 1])
         devices = {}
         for name in daemons:
@@ -311,9 +303,6 @@ def data_path(cfg: Config) -> Dict:
                 runs[name].append(read_disk(devices[name], size, cfg.small_reads))
                 print("data %s: %s" % (name, runs[name][-1]), flush=True)
         env.settle([0, 1])
-    finally:
-        for d in daemons.values():
-            d.stop()
     env.gadgets.remove_all()
     return runs
 
@@ -343,7 +332,7 @@ def tls_path(cfg: Config) -> Dict:
             "ssh": env.attach_argv(client, port + 2, "usbip-vudc.2")}
     runs: Dict[str, List] = {name: [] for name in names}
     result: Dict = {"runs": runs, "cipher": None, "ssh": tunnel.version}
-    try:
+    with env.stopping(tunnel, daemon):
         env.settle([0, 1, 2])
         devices = {}
         for n, name in enumerate(names):
@@ -373,9 +362,6 @@ def tls_path(cfg: Config) -> Dict:
                 print("tls %s: %s" % (name, runs[name][-1]), flush=True)
         env.detach_all()
         env.settle([0, 1, 2])
-    finally:
-        tunnel.stop()
-        daemon.stop()
     env.gadgets.remove_all()
     return result
 
@@ -410,7 +396,7 @@ def concurrent(cfg: Config) -> Dict:
     daemon = env.our_daemon(OUR_PORT + 3, device=True)
     clients = {"ours": env.console_script("usbip"), "c": "usbip"}
     result: Dict = {}
-    try:
+    with env.stopping(daemon):
         for ways, rounds in cfg.concurrent:
             runs: Dict[str, List] = {name: [] for name in clients}
             for r in range(rounds):
@@ -421,8 +407,6 @@ def concurrent(cfg: Config) -> Dict:
                                                                  if k not in ("outputs", "dmesg")}), flush=True)
             result[str(ways)] = runs
         env.settle(range(ways_max))
-    finally:
-        daemon.stop()
     env.gadgets.remove_all()
     return result
 
@@ -481,7 +465,7 @@ def idle_memory(cfg: Config) -> Dict:
     for name in ("ours", "c"):
         daemon = (env.our_daemon(OUR_PORT + 4, device=True, config=config) if name == "ours"
                   else env.c_daemon(C_PORT + 4, device=True))
-        try:
+        with env.stopping(daemon):
             time.sleep(1)
             before = env.memory(daemon.pid)
             fds_before = env.fds(daemon.pid)
@@ -508,8 +492,6 @@ def idle_memory(cfg: Config) -> Dict:
                 for s in socks:
                     s.close()
             print("idle %s: %s" % (name, result[name]), flush=True)
-        finally:
-            daemon.stop()
     env.gadgets.remove_all()
     return result
 
@@ -527,11 +509,8 @@ def scaling(cfg: Config) -> Dict:
                              "mass_storage")
             made += 1
         daemons = {"ours": env.our_daemon(OUR_PORT + 5, device=True), "c": env.c_daemon(C_PORT + 5, device=True)}
-        try:
+        with env.stopping(*daemons.values()):
             result[str(count)] = devlist_runs(cfg, daemons, devices=count, clients=(8,), rounds=1)["8"]
-        finally:
-            for d in daemons.values():
-                d.stop()
     env.gadgets.remove_all()
     return result
 
