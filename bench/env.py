@@ -209,6 +209,16 @@ def used_ports() -> List[int]:
     return [p.port for p in vhci().ports() if not p.free]
 
 
+def imported_as(remote_busid: str) -> Optional[str]:
+    """The local busid of the device imported from ``remote_busid``, once the vhci port shows one."""
+    for port in used_ports():
+        record = vhci().read_record(port)
+        row = vhci().ports()[port]
+        if record and record.busid == remote_busid and row.local_busid not in ("0-0", ""):
+            return row.local_busid
+    return None
+
+
 def detach_all(timeout: float = 60) -> None:
     """Free every vhci port (in-process, not timed) and wait until they are free."""
     deadline = time.monotonic() + timeout

@@ -287,15 +287,8 @@ def data_path(cfg: Config) -> Dict:
                 time.sleep(2)
             else:
                 raise RuntimeError("%s attach failed: %s" % (name, attached["out"][-300:]))
-
-            def local(busid=busids[name]):
-                for port in env.used_ports():
-                    record = env.vhci().read_record(port)
-                    row = env.vhci().ports()[port]
-                    if record and record.busid == busid and row.local_busid not in ("0-0", ""):
-                        return row.local_busid
-                return None
-            devices[name] = env.block_device_of(env.wait_for(local, 30, "%s's disk enumerated" % name), timeout=60)
+            local = env.wait_for(lambda busid=busids[name]: env.imported_as(busid), 30, "%s's disk enumerated" % name)
+            devices[name] = env.block_device_of(local, timeout=60)
         for name in daemons:  # warm-up read, not counted
             read_disk(devices[name], 1 << 20, 8)
         for r in range(cfg.data_rounds):
@@ -339,15 +332,9 @@ def tls_path(cfg: Config) -> Dict:
             attached = env.run(argv[name], timeout=60)
             if attached["rc"] != 0:
                 raise RuntimeError("%s attach failed: %s" % (name, attached["out"][-300:]))
-
-            def local(busid="usbip-vudc.%d" % n):
-                for used in env.used_ports():
-                    record = env.vhci().read_record(used)
-                    row = env.vhci().ports()[used]
-                    if record and record.busid == busid and row.local_busid not in ("0-0", ""):
-                        return row.local_busid
-                return None
-            devices[name] = env.block_device_of(env.wait_for(local, 30, "%s's disk enumerated" % name), timeout=60)
+            local = env.wait_for(lambda busid="usbip-vudc.%d" % n: env.imported_as(busid), 30,
+                                 "%s's disk enumerated" % name)
+            devices[name] = env.block_device_of(local, timeout=60)
         with open("/proc/net/tls_stat") as f:
             result["tls_stat"] = f.read()
         with open(daemon.log.name) as f:
