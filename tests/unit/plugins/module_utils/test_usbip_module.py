@@ -11,6 +11,7 @@ from fake_usb import standard_tree
 
 from usbip.sysfs import host
 from usbip.sysfs.fs import Sysfs
+from usbip.sysfs.kmod import AfterLoad
 from usbip.sysfs.usb import UsbBus
 
 
@@ -49,7 +50,7 @@ def test_without_load_kernel_modules_nothing_is_assumed(monkeypatch, tmp_path):
 
 def test_a_real_run_reads_the_kernel_as_it_is(monkeypatch, tmp_path):
     ctx = _context(monkeypatch, tmp_path, False)
-    assert type(ctx.sysfs) is Sysfs
+    assert isinstance(ctx.sysfs, Sysfs) and not isinstance(ctx.sysfs, AfterLoad)
 
 
 def test_every_device_result_starts_with_the_same_identity(tmp_path):
