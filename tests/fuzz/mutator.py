@@ -24,22 +24,16 @@ import sys
 from typing import List, Optional, Sequence, Set, Tuple
 
 from tests.unit.protocol import vectors
-from usbip.device import UsbDevice
 from usbip.protocol import (
     MAX_DEVICES,
     MAX_ISO_PACKETS,
     MAX_TRANSFER_LENGTH,
     NO_ISO_PACKETS,
     CmdSubmit,
-    CmdUnlink,
     DevlistReply,
     DevlistRequest,
     Direction,
-    ImportReply,
     ImportRequest,
-    IsoPacketDescriptor,
-    RetSubmit,
-    RetUnlink,
     Status,
 )
 
@@ -58,12 +52,6 @@ TOKENS = (
     b"usbip-vudc.0", b"usbip-vudc.", b"1-1.2.3.4.5.6.7.8", b"usb1", b"1-1:1.0", b"A" * 32, b" ", b"\t",
 )
 
-#: The wire's device records (the hand-written test vectors of the codec): a host-mode device with
-#: interfaces, a device-mode (usbip-vudc) one without.
-DEVICE = vectors.DEVICE
-VUDC = vectors.VUDC_DEVICE
-
-
 def request_seeds() -> List[bytes]:
     """What a client may send a server: the two requests, with good and bad busids."""
     return [
@@ -78,33 +66,21 @@ def request_seeds() -> List[bytes]:
 
 
 def codec_seeds() -> List[bytes]:
-    """One or more valid encodings of every message type."""
-    without = UsbDevice(**{**DEVICE.__dict__, "interfaces": ()})
-    iso_in = RetSubmit(7, 0, 6, 16, 2, 0, data=b"\1\2\3\4\5\6",
-                       iso_packets=(IsoPacketDescriptor(0, 8, 4, 0), IsoPacketDescriptor(8, 8, 2, 0)))
-    messages = [
-        DevlistReply((DEVICE, VUDC)),
-        DevlistReply(()),
+    """One or more valid encodings of every message type.
+
+    The codec's hand-written vectors (``tests/unit/protocol/vectors.py``), and what they leave out:
+    a failed DEVLIST, an IN submit that says "no ISO packets", and streams of several messages.
+    """
+    more = [
         DevlistReply((), Status.NA),
-        ImportReply(Status.OK, without),
-        ImportReply(Status.NODEV),
-        CmdSubmit(1, 0x10002, Direction.OUT, 2, transfer_buffer_length=4, data=b"\xde\xad\xbe\xef"),
-        CmdSubmit(2, 0x10002, Direction.IN, 0, 0x200, 18, setup=bytes.fromhex("8006000100001200")),
-        CmdSubmit(5, 0x10002, Direction.OUT, 3, 2, 6, 0, 2, 1, data=b"abcdef",
-                  iso_packets=(IsoPacketDescriptor(0, 3), IsoPacketDescriptor(3, 3))),
         CmdSubmit(6, 0x10002, Direction.IN, 1, 0, 64, number_of_packets=NO_ISO_PACKETS),
-        CmdUnlink(8, 0x10002, 2),
-        RetSubmit(1, 0, 4),
-        RetSubmit(2, 0, 18, data=bytes(range(18))),
-        RetSubmit(3, -32, 0, data=b""),
-        iso_in,
-        RetUnlink(8, -104),
     ]
-    seeds = request_seeds() + [m.encode() for m in messages]
+    seeds = request_seeds()
+    seeds += [wire for _, _, wire in vectors.REPLIES] + [wire for _, wire in vectors.COMMANDS]
+    seeds += [wire for _, _, wire in vectors.RETURNS] + [m.encode() for m in more]
     # Streams: a reader must frame one message after another.
-    seeds.append(seeds[-5] + seeds[-1])
-    seeds.append(CmdSubmit(1, 1, Direction.IN, 1, 0, 8).encode() + CmdUnlink(2, 1, 1).encode())
-    seeds.append(DevlistRequest().encode() + DevlistRequest().encode())
+    seeds += [vectors.RET_SUBMIT_OUT + vectors.RET_UNLINK, vectors.CMD_SUBMIT_IN + vectors.CMD_UNLINK,
+              vectors.DEVLIST_REQUEST + vectors.DEVLIST_REQUEST]
     return seeds
 
 
