@@ -14,7 +14,7 @@ from usbip.matching import AmbiguousMatch, Match, NoMatch
 from usbip.net import client
 from usbip.sysfs.errors import DeviceNotFound, DriverNotLoaded
 from usbip.sysfs.fs import Change
-from usbip.sysfs.vhci import VhciDriver
+from usbip.sysfs.vhci import Record, VhciDriver
 
 
 def remote(busid, vendor=0x1209, product=0x0001):
@@ -46,11 +46,21 @@ def test_plan_attach_journals_the_one_attach_and_writes_nothing(fake):
 
 def test_the_driver_plans_what_its_attach_writes(fake):
     vhci = VhciDriver(fake.sysfs())
-    assert vhci.plan_attach("h", 3241, "usbip-vudc.0") == Change("attach", VHCI + "/attach", "h:3241/usbip-vudc.0")
+    expected = Change("attach", VHCI + "/attach", "h:3241/usbip-vudc.0")
+    assert vhci.plan_attach(Record("h", 3241, "usbip-vudc.0")) == expected
+    assert vhci.plan_attach(("h", 3241, "usbip-vudc.0")) == expected
+    # A tuple is untyped input: checked, as attach checks it.
     with pytest.raises(InvalidArgument):
-        vhci.plan_attach("a b", 3240, "17-1")
+        vhci.plan_attach(("a b", 3240, "17-1"))
     with pytest.raises(InvalidArgument):
-        vhci.plan_attach("h", 3240, "../x")
+        vhci.plan_attach(("h", 3240, "../x"))
+
+
+def test_an_attach_records_a_typed_record_as_given(fake):
+    vhci = VhciDriver(fake.sysfs())
+    assert vhci.attach(3, 0x110002, Speed.HIGH, record=Record("server", 3241, "usbip-vudc.0")) == 0
+    assert fake.host(RECORDS + "/port0").read_text() == "server 3241 usbip-vudc.0\n"
+    assert vhci.plan_attach(Record("server", 3241, "usbip-vudc.0")).value == "server:3241/usbip-vudc.0"
 
 
 def test_a_plan_outside_a_dry_run_is_refused(fake):

@@ -33,7 +33,7 @@ from .errors import InvalidArgument, UsbipError
 from .net.sockets import DEFAULT_TIMEOUT
 from .sysfs.errors import DeviceNotFound
 from .sysfs.fs import Change, Sysfs
-from .sysfs.vhci import ImportedDevice, VhciDriver
+from .sysfs.vhci import ImportedDevice, Record, VhciDriver
 
 if TYPE_CHECKING:
     from .matching import Match
@@ -103,7 +103,7 @@ def local_device(bus: UsbBus, busid: str) -> Optional[LocalDevice]:
     has addressed the device, and attributes may still be appearing after.
     """
     try:
-        return bus.describe(validate.usb_busid(busid))
+        return bus.describe(busid)  # InvalidArgument for 0-0 too
     except UsbipError:
         return None
 
@@ -165,7 +165,7 @@ def attach(host: str, tcp_port: int, busid: str, vhci: VhciDriver, timeout: floa
     sock, device = client.import_device(host, tcp_port, busid, timeout, tls=tls)
     with sock:
         # After attach the kernel holds its own reference; ours is closed.
-        port = vhci.attach(sock.fileno(), device.devid, device.speed, record=(host, tcp_port, busid))
+        port = vhci.attach(sock.fileno(), device.devid, device.speed, record=Record(host, tcp_port, busid))
     return Attached(port=port, device=device, host=host, tcp_port=tcp_port, busid=busid)
 
 
@@ -176,7 +176,7 @@ def plan_attach(vhci: VhciDriver, host: str, tcp_port: int, busid: str) -> Chang
     before it: the port and the socket are not known, and the journal shows
     the one ``attach`` the driver would make (see :meth:`VhciDriver.plan_attach`).
     """
-    change = vhci.plan_attach(host, tcp_port, busid)
+    change = vhci.plan_attach(Record(host, tcp_port, busid))
     vhci.sysfs.plan(change)
     return change
 

@@ -102,7 +102,9 @@ class HostDriver:
 
     def status(self, busid: str) -> Optional[DeviceStatus]:
         """``usbip_status`` of a device; None when usbip-host does not hold it."""
-        busid = validate.usb_busid(busid)
+        return self._status(validate.usb_busid(busid))
+
+    def _status(self, busid: str) -> Optional[DeviceStatus]:
         path = "%s/%s/usbip_status" % (DEVICES, busid)
         if not self.sysfs.exists(path):
             if not self.sysfs.isdir("%s/%s" % (DEVICES, busid)):
@@ -161,12 +163,12 @@ class HostDriver:
         """
         busid = validate.usb_busid(busid)
         sockfd = validate.integer(sockfd, "socket fd", 0, 2**31 - 1)
-        _check_available(busid, self.status(busid))
+        _check_available(busid, self._status(busid))
         try:
             self.sysfs.write("%s/%s/usbip_sockfd" % (DEVICES, busid), str(sockfd))
         except SysfsError as err:
             if err.errno in (errno.EINVAL, errno.EBUSY):
-                _check_available(busid, self.status(busid))
+                _check_available(busid, self._status(busid))
             raise
 
     def _roll_back(self, busid: str, previous: Optional[str], added: bool) -> None:

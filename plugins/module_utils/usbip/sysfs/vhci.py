@@ -24,7 +24,7 @@ import fcntl
 import os
 import re
 import time
-from typing import Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from .. import validate
 from ..device import PortStatus, Speed
@@ -213,26 +213,30 @@ class VhciDriver:
             ))
         return devices
 
-    def plan_attach(self, host: str, tcp_port: int, busid: str) -> Change:
-        """The change an attach of ``busid`` from ``host``:``tcp_port`` makes, as a dry run reports it.
+    def plan_attach(self, record: Union[Record, Tuple[str, int, str]]) -> Change:
+        """The change :meth:`attach` of the device ``record`` names makes, as a dry run reports it.
 
         The port and the socket exist only once the server has handed the
         device over, so the plan names the device instead: one ``attach`` of
-        ``host:port/busid`` to the controller's attach file.
+        ``host:port/busid`` to the controller's attach file. ``record`` is
+        trusted as a :class:`Record`, checked as a tuple (as in :meth:`attach`).
         """
-        record = Record.checked(host, tcp_port, busid)
-        return Change("attach", VHCI + "/attach", "%s:%d/%s" % (record.host, record.port, record.busid))
+        entry = record if isinstance(record, Record) else Record.checked(*record)
+        return Change("attach", VHCI + "/attach", "%s:%d/%s" % (entry.host, entry.port, entry.busid))
 
     def attach(self, sockfd: int, devid: int, speed: Speed,
-               record: Optional[Tuple[str, int, str]] = None) -> int:
+               record: Union[Record, Tuple[str, int, str], None] = None) -> int:
         """Hand ``sockfd`` to a free port of the device's speed; returns the port.
 
-        ``record`` is (host, TCP port, remote busid) for the ``port<N>`` file.
+        ``record`` says where the device comes from, for the ``port<N>`` file:
+        a :class:`Record`, built from values validated where they entered, or
+        a (host, TCP port, remote busid) tuple, checked here before anything
+        is written.
         """
         sockfd = validate.integer(sockfd, "socket fd", 0, _INT_MAX)
         devid = validate.integer(devid, "devid", 0, 0xFFFFFFFF)
         speed = Speed(validate.integer(speed, "device speed", Speed.LOW, Speed.SUPER_PLUS))
-        entry = None if record is None else Record.checked(*record)
+        entry = record if record is None or isinstance(record, Record) else Record.checked(*record)
         self.check_loaded()
         with self._locked():
             port = self._attach(sockfd, devid, speed)

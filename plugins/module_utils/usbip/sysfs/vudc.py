@@ -68,7 +68,9 @@ class VudcDriver:
         return [m.group(0) for m in sorted(found, key=lambda m: int(m.group(1)))]
 
     def status(self, name: str) -> DeviceStatus:
-        name = self._existing(name)
+        return self._status(self._existing(name))
+
+    def _status(self, name: str) -> DeviceStatus:
         value = self.sysfs.read_int("%s/%s/usbip_status" % (PLATFORM, name))
         try:
             return DeviceStatus(value)
@@ -116,7 +118,7 @@ class VudcDriver:
         """
         name = self._existing(name)
         sockfd = validate.integer(sockfd, "socket fd", 0, 2**31 - 1)
-        status = self.status(name)
+        status = self._status(name)
         if status is DeviceStatus.USED:
             raise DeviceBusy("%s is already exported" % name)
         if status is not DeviceStatus.AVAILABLE:
