@@ -22,3 +22,11 @@ def tree(tmp_path) -> FakeTree:
 def static_tree(tmp_path_factory) -> FakeTree:
     """Built once for the many refusal cases, which must leave it untouched."""
     return standard_tree(tmp_path_factory.mktemp("static"))
+
+
+@pytest.fixture
+def image(tmp_path) -> str:
+    """Path of a mass-storage backing file (4 KiB of zeros) for gadget specs and module arguments."""
+    path = tmp_path / "ms.img"
+    path.write_bytes(b"\0" * 4096)
+    return str(path)

@@ -29,13 +29,6 @@ def fake(tmp_path):
     return FakeConfigfs(tmp_path)
 
 
-@pytest.fixture
-def image(tmp_path):
-    path = tmp_path / "ms.img"
-    path.write_bytes(b"\0" * 4096)
-    return str(path)
-
-
 def gvudc(image, **changes):
     spec = GadgetSpec(
         "gvudc", 0x1D6B, 0x0104, bcd_usb=0x0200, manufacturer="vmlab", product="gadget-gvudc",

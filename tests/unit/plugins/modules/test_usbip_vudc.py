@@ -24,13 +24,6 @@ def fake(tmp_path):
     return f
 
 
-@pytest.fixture
-def image(tmp_path):
-    path = tmp_path / "disk.img"
-    path.write_bytes(b"\0" * 4096)
-    return str(path)
-
-
 def args(image, **changes):
     base = {"name": "g1", "udc": "usbip-vudc.0", "id_vendor": "1209", "id_product": "0x0a01",
             "manufacturer": "usbip.usbip", "product": "unit disk", "serial": "U-1",
