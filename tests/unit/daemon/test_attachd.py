@@ -98,3 +98,32 @@ def test_tls_attachments_default_to_the_tls_port():
 def test_bad_config_is_refused(data):
     with pytest.raises(UsbipError):
         parse_config(data)
+
+
+def test_a_server_that_is_no_host_name_is_refused():
+    with pytest.raises(UsbipError, match="invalid server 'a b': a host name or an address is expected"):
+        parse_config({"attachments": [{"server": "a b", "busid": "1-1"}]})
+
+
+def test_the_supervisor_uses_the_client_use_case(monkeypatch, tmp_path):
+    """present and attach are attachments.find, .resolve and .attach: the module and the CLI agree with it."""
+    from usbip import attachments
+    from usbip.cli.attachd import _real_io  # noqa: PLC2701
+    from usbip.matching import Match
+    from usbip.sysfs.fs import Sysfs
+
+    calls = []
+    monkeypatch.setattr(attachments, "find", lambda vhci, host, port, busid=None, match=None:
+                        calls.append(("find", host, port, busid, match)) or [])
+    monkeypatch.setattr(attachments, "resolve", lambda host, port, busid=None, match=None, timeout=10.0, tls=None:
+                        calls.append(("resolve", host, port, match)) or type("D", (), {"busid": "17-2"})())
+    monkeypatch.setattr(attachments, "attach", lambda host, port, busid, vhci, timeout=10.0, tls=None:
+                        calls.append(("attach", host, port, busid)) or type("A", (), {"port": 3})())
+    present, attach = _real_io(Sysfs(str(tmp_path)), {})
+    match = Match(vendor=0x1d6b)
+    d = Declared("server1", 3240, match=match)
+    assert present(d) is False
+    assert attach(d) == 3
+    assert present(d) is False  # the resolved busid is looked for from now on
+    assert calls == [("find", "server1", 3240, None, match), ("resolve", "server1", 3240, match),
+                     ("attach", "server1", 3240, "17-2"), ("find", "server1", 3240, "17-2", match)]
