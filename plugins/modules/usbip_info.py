@@ -450,7 +450,7 @@ def main():
             gather=dict(type="list", elements="str", choices=["devices", "vudc", "gadgets", "ports"],
                         default=["devices", "vudc", "gadgets", "ports"]),
             server=dict(type="str"),
-            port=dict(type="int", default=3240),
+            port=dict(type="int", default=USBIP_PORT),
             timeout=dict(type="int", default=10),
             declared_attachments=dict(
                 type="list", elements="dict",
