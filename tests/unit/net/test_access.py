@@ -32,6 +32,7 @@ from typing import List, Optional, Set
 import pytest
 from fake_usb import standard_tree
 
+from tests.fuzz import MODULE_UTILS
 from tests.fuzz.server import LiveServer, receive_all
 from usbip.daemon.catalog import Catalog
 from usbip.net import client
@@ -40,8 +41,6 @@ from usbip.protocol import DevlistRequest, ImportRequest
 from usbip.sysfs.host import HostDriver
 
 DEVLIST = DevlistRequest().encode()
-MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))), "plugins", "module_utils")
 
 
 def _ipv6_loopback() -> bool:
