@@ -15,6 +15,7 @@ import ast
 import pathlib
 import sys
 from typing import Dict, FrozenSet, Iterator, List, Tuple
+
 STACK = pathlib.Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "usbip"
 REPO = STACK.parents[2]
 
