@@ -383,10 +383,10 @@ def declared_attachments(sysfs, specs, vhci_loaded):
     declarations = [Declaration(spec) for spec in specs]
     in_use = [(p, local) for p, local in imported_ports(sysfs) if p.host] if vhci_loaded else []
     satisfying = [[(p, local) for p, local in in_use if d.accepts(p, local)] for d in declarations]
-    status = [{"attachment": d.label, "attached": bool(hits), "ports": [p.port for p, _ in hits],
-               "local_busids": [p.local_busid for p, _ in hits if p.local_busid]}
+    status = [{"attachment": d.label, "attached": bool(hits), "ports": [hit[0].port for hit in hits],
+               "local_busids": [hit[0].local_busid for hit in hits if hit[0].local_busid]}
               for d, hits in zip(declarations, satisfying)]
-    declared = {p.port for hits in satisfying for p, _ in hits}
+    declared = {hit[0].port for hits in satisfying for hit in hits}
     undeclared = [port_info(p, local) for p, local in in_use if p.port not in declared]
     return status, undeclared
 

@@ -52,6 +52,7 @@ TOKENS = (
     b"usbip-vudc.0", b"usbip-vudc.", b"1-1.2.3.4.5.6.7.8", b"usb1", b"1-1:1.0", b"A" * 32, b" ", b"\t",
 )
 
+
 def request_seeds() -> List[bytes]:
     """What a client may send a server: the two requests, with good and bad busids."""
     return [

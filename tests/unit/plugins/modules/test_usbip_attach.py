@@ -181,8 +181,8 @@ def test_an_unreachable_server_gets_a_hint(run_module, fake, monkeypatch):
 def test_wait_times_out_with_a_clear_error(run_module, fake, server, monkeypatch):
     def attach_without_enumeration(host, port, busid, vhci, timeout=10.0, tls=None):
         device = server.devices[0]
-        return attachments.Attached(vhci.attach(7, device.devid, device.speed, record=(host, port, busid)), device,
-                               host, port, busid)
+        port_number = vhci.attach(7, device.devid, device.speed, record=(host, port, busid))
+        return attachments.Attached(port_number, device, host, port, busid)
     monkeypatch.setattr(attachments, "attach", attach_without_enumeration)
     result = run(run_module, fake, {"busid": "17-1", "wait_timeout": 1})
     assert result["failed"] and "not ready after" in result["msg"] and result["changed"] is True
