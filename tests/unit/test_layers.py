@@ -30,7 +30,8 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "matching": frozenset({"sysfs", "device", "errors"}),
     "attachments": frozenset({"net", "sysfs", "matching", "validate", "errors", "device", "protocol"}),
     "daemon": frozenset({"sysfs", "protocol", "matching", "validate", "errors", "device"}),
-    "cli": frozenset({"net", "sysfs", "daemon", "attachments", "matching", "protocol", "validate",
+    "config": frozenset({"daemon", "matching", "validate", "errors"}),
+    "cli": frozenset({"config", "net", "sysfs", "daemon", "attachments", "matching", "protocol", "validate",
                       "errors", "device", "__init__"}),
     "__init__": frozenset(),
 }

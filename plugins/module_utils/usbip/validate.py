@@ -10,6 +10,7 @@ name gets a clear error and touches nothing.
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import InvalidArgument
@@ -73,6 +74,23 @@ def integer(value: object, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidArgument("invalid %s %d: must be between %d and %d" % (what, value, low, high))
     return value
+
+
+def seconds(value: object, what: str, low: float, high: float) -> float:
+    """A finite duration in ``(low, high]``: an int or a float, never a bool, NaN or infinity.
+
+    An infinite timeout removes the bound it exists for, and NaN compares
+    false with everything, so both are refused rather than passed on.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument("invalid %s %r: expected a number of seconds" % (what, value))
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if math.isnan(number) or not low < number <= high:
+        raise InvalidArgument("invalid %s %r: must be greater than %g and at most %g" % (what, value, low, high))
+    return number
 
 
 def tcp_port(value: object) -> int:
