@@ -65,8 +65,8 @@ def test_config_parsing():
         {"server": "10.76.0.1", "port": 3240, "busid": "17-1"},
         {"server": "10.76.0.1", "match": {"vendor": "1d6b", "product": "0104"}},
     ]})
-    assert config["interval"] == 1 and config["initial"] == 0.5 and config["max"] == 4
-    first, second = config["attachments"]
+    assert config.interval == 1 and config.retry_initial == 0.5 and config.retry_max == 4
+    first, second = config.attachments
     assert (first.server, first.port, first.busid) == ("10.76.0.1", 3240, "17-1")
     assert second.busid is None and second.match.vendor == 0x1d6b and second.port == 3240
 
@@ -76,10 +76,10 @@ def test_tls_attachments_default_to_the_tls_port():
         {"server": "10.76.0.1", "busid": "usbip-vudc.0", "tls": True, "server_name": "server1"},
         {"server": "10.76.0.1", "busid": "usbip-vudc.1"},
     ]})
-    secure, plain = config["attachments"]
+    secure, plain = config.attachments
     assert (secure.tls, secure.port, secure.server_name) == (True, 3241, "server1")
     assert (plain.tls, plain.port) == (False, 3240)
-    assert config["tls"]["cert"] == "/c.crt"
+    assert config.tls.cert == "/c.crt"
     assert str(secure) == "tls://10.76.0.1:3241/usbip-vudc.0"
 
 

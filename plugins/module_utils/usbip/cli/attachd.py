@@ -12,7 +12,6 @@ detached by the Ansible role (or the operator), and then stays detached.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -20,71 +19,18 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+from ..config import Declared
 from ..errors import UsbipError
 from .common import EXIT_FAILURE, EXIT_OK, Parser, run_program
 
 log = logging.getLogger("usbip-attachd")
 
 
-@dataclasses.dataclass(frozen=True)
-class Declared:
-    """One declared attachment: a server and a device by busid or by vendor/product."""
+def parse_config(data: object):
+    """Validate the YAML the client role templates (see :mod:`usbip.config`): an ``AttachdConfig``."""
+    from ..config import parse_attachd  # noqa: PLC0415
 
-    server: str
-    port: int
-    busid: Optional[str] = None
-    match: Optional[object] = None  # usbip.matching.Match
-    #: Import inside TLS with the configuration's ``tls`` certificates; the name the server's
-    #: certificate must carry (default: ``server``).
-    tls: bool = False
-    server_name: Optional[str] = None
-
-    def __str__(self) -> str:
-        return "%s%s:%d/%s" % ("tls://" if self.tls else "", self.server, self.port, self.busid or self.match)
-
-
-def parse_config(data: object) -> dict:
-    """Validate the YAML the client role templates; unknown keys are errors."""
-    from .. import validate  # noqa: PLC0415
-    from ..attachments import default_port  # noqa: PLC0415
-    from ..matching import Match  # noqa: PLC0415
-
-    if not isinstance(data, dict) or set(data) - {"interval", "retry", "attachments", "tls"}:
-        raise UsbipError("the configuration is a mapping of interval, retry, tls and attachments")
-    retry = data.get("retry") or {}
-    if not isinstance(retry, dict) or set(retry) - {"initial", "max"}:
-        raise UsbipError("retry takes initial and max (seconds)")
-    tls = data.get("tls") or {}
-    if not isinstance(tls, dict) or set(tls) != ({"ca", "cert", "key"} if tls else set()):
-        raise UsbipError("tls takes ca, cert and key (paths), all three")
-    declared = []
-    for entry in data.get("attachments") or []:
-        if not isinstance(entry, dict) or set(entry) - {"server", "port", "busid", "match", "tls", "server_name"} \
-                or "server" not in entry or ("busid" in entry) == ("match" in entry):
-            raise UsbipError("an attachment is {server, port, busid} or {server, port, match: {vendor, product}},"
-                             " optionally with tls: true and server_name, got %r" % (entry,))
-        secure = entry.get("tls", False)
-        if not isinstance(secure, bool) or (secure and not tls):
-            raise UsbipError("an attachment's tls is true or false, and true needs the tls certificates: %r"
-                             % (entry,))
-        match = None
-        if "match" in entry:
-            criteria = entry["match"]
-            if not isinstance(criteria, dict) or set(criteria) - {"vendor", "product"}:
-                raise UsbipError("an attachment match takes vendor and product (a server lists nothing else)")
-            match = Match.checked(**criteria)
-        declared.append(Declared(
-            server=validate.host(str(entry["server"]), "server"),
-            port=validate.tcp_port(entry["port"] if "port" in entry else default_port(secure)),
-            busid=validate.busid(entry["busid"]) if "busid" in entry else None, match=match, tls=secure,
-            server_name=str(entry["server_name"]) if entry.get("server_name") else None))
-    return {
-        "tls": {key: str(value) for key, value in tls.items()},
-        "interval": float(data.get("interval", 2)),
-        "initial": float(retry.get("initial", 1)),
-        "max": float(retry.get("max", 8)),
-        "attachments": declared,
-    }
+    return parse_attachd(data)
 
 
 class Supervisor:
@@ -173,24 +119,24 @@ def _parser() -> Parser:
     p = Parser(prog="usbip-attachd", description="Keep declared USB/IP attachments attached.")
     p.add_argument("-c", "--config", default="/etc/usbip/attachments.yml", help="YAML declaration")
     p.add_argument("-d", "--debug", action="store_true")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the declaration, print nothing and exit: 0 if it is valid, 2 with the error")
     p.add_argument("--once", action="store_true", help="one pass, then exit 0 if everything is attached")
     return p
 
 
 def _supervise(args) -> int:
-    import yaml  # noqa: PLC0415
-
+    from .. import config as schema  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
 
-    try:
-        with open(args.config) as f:
-            config = parse_config(yaml.safe_load(f) or {})
-    except (OSError, yaml.YAMLError) as err:
-        raise UsbipError("cannot read %s: %s" % (args.config, err)) from None
-    present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")), config["tls"])
-    supervisor = Supervisor(config["attachments"], present, attach, config["initial"], config["max"])
-    log.info("supervising %d attachment(s): %s", len(config["attachments"]),
-             ", ".join(map(str, config["attachments"])) or "none")
+    config = schema.load(args.config, schema.parse_attachd)
+    if args.check_config:
+        return EXIT_OK
+    tls = config.tls.paths() if config.tls else {}
+    present, attach = _real_io(Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/")), tls)
+    supervisor = Supervisor(list(config.attachments), present, attach, config.retry_initial, config.retry_max)
+    log.info("supervising %d attachment(s): %s", len(config.attachments),
+             ", ".join(map(str, config.attachments)) or "none")
     if args.once:
         return EXIT_OK if supervisor.step() else EXIT_FAILURE
     stop = threading.Event()
@@ -198,7 +144,7 @@ def _supervise(args) -> int:
         signal.signal(signum, lambda *_: stop.set())
     while not stop.is_set():
         supervisor.step()
-        stop.wait(config["interval"])
+        stop.wait(config.interval)
     log.info("stopped")
     return EXIT_OK
 

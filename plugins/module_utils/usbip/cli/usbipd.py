@@ -50,85 +50,69 @@ def _parser() -> Parser:
                    help="admit only client certificates with this name (CN, DNS or IP; repeatable)")
     p.add_argument("--tls-only", action="store_true", help="do not serve plain USB/IP beside TLS")
     p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (command-line options override it)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the configuration (the file and these options), print nothing and exit:"
+                        " 0 if it is valid, 2 with the error")
     p.add_argument("--syslog", action="store_true", help="log to syslog even in the foreground")
     p.add_argument("-v", "--version", action="version", version="usbipd (usbip.usbip %s, Python)" % __version__)
     return p
 
 
-def load_config(path: str) -> dict:
-    """Read the YAML file the server role templates; unknown keys are errors."""
-    import yaml  # noqa: PLC0415 - only needed with --config
+def load_config(path: str):
+    """Read and validate the YAML file the server role templates (see :mod:`usbip.config`)."""
+    from .. import config  # noqa: PLC0415 - only needed with --config
 
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except OSError as err:
-        raise UsbipError("cannot read %s: %s" % (path, err.strerror)) from None
-    except yaml.YAMLError as err:
-        raise UsbipError("%s is not valid YAML: %s" % (path, err)) from None
-    if not isinstance(data, dict):
-        raise UsbipError("%s must hold a mapping" % path)
-    known = {"port", "listen", "allow", "modes", "exports", "read_timeout", "max_connections", "max_per_client",
-             "tls"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UsbipError("%s: unknown settings %s (known: %s)" % (path, ", ".join(unknown), ", ".join(sorted(known))))
-    return data
+    return config.load(path, config.parse_usbipd)
 
 
-def _options(args, config: dict):
+def _options(args, config):
+    """Server options from the validated configuration, overridden by the command line."""
+    from .. import config as schema  # noqa: PLC0415
     from .. import validate  # noqa: PLC0415
-    from ..net.server import ServerOptions, parse_networks  # noqa: PLC0415
+    from ..net.server import ServerOptions  # noqa: PLC0415
     from ..protocol.constants import USBIP_PORT  # noqa: PLC0415
 
-    port = args.tcp_port if args.tcp_port is not None else config.get("port", USBIP_PORT)
-    listen = args.listen if args.listen else config.get("listen") or []
-    allow = args.allow if args.allow else config.get("allow") or []
-    if not isinstance(listen, list) or not isinstance(allow, list):
-        raise UsbipError("listen and allow must be lists")
+    port = validate.tcp_port(args.tcp_port) if args.tcp_port is not None else config.port or USBIP_PORT
+    listen = tuple(schema.listen_address(a, "--listen") for a in args.listen) if args.listen else config.listen
+    allow = tuple(schema.network(a, "--allow") for a in args.allow) if args.allow else config.allow
     options = ServerOptions(
-        port=validate.tcp_port(port),
-        addresses=[str(a) for a in listen],
-        allow=parse_networks([str(a) for a in allow]),
-        read_timeout=float(config.get("read_timeout", 10.0)),
-        max_connections=validate.integer(config.get("max_connections", 512), "max_connections", 1, 65535),
-        max_per_client=validate.integer(config.get("max_per_client", 64), "max_per_client", 1, 65535),
+        port=port,
+        addresses=list(listen),
+        allow=allow,
+        read_timeout=config.read_timeout,
+        max_connections=config.max_connections,
+        max_per_client=config.max_per_client,
     )
     if args.ipv4 != args.ipv6:  # one of them alone restricts, both or neither mean both
         options.ipv4, options.ipv6 = args.ipv4, args.ipv6
-    _tls_options(args, config.get("tls") or {}, options)
+    _tls_options(args, config.tls, options)
     return options
 
 
-_TLS_KEYS = {"cert", "key", "ca", "port", "allow_names", "only"}
-
-
-def _tls_options(args, config: dict, options) -> None:
-    """``tls:`` of the configuration, overridden by the --tls-* options."""
+def _tls_options(args, config, options) -> None:
+    """``tls:`` of the configuration (complete or absent), overridden by the --tls-* options."""
     from .. import validate  # noqa: PLC0415
+    from ..errors import InvalidArgument  # noqa: PLC0415
     from ..net.tls import TlsConfig, TlsEndpoint  # noqa: PLC0415
     from ..protocol import USBIP_TLS_PORT  # noqa: PLC0415
 
-    if not isinstance(config, dict):
-        raise UsbipError("tls must be a mapping with %s" % ", ".join(sorted(_TLS_KEYS)))
-    unknown = sorted(set(config) - _TLS_KEYS)
-    if unknown:
-        raise UsbipError("tls: unknown settings %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(_TLS_KEYS))))
-    paths = {key: getattr(args, "tls_" + key) or config.get(key) for key in ("cert", "key", "ca")}
-    names = args.tls_allow_name or config.get("allow_names") or []
-    only = args.tls_only or bool(config.get("only", False))
+    paths = {key: getattr(args, "tls_" + key) or (getattr(config, key) if config else None)
+             for key in ("cert", "key", "ca")}
+    names = args.tls_allow_name or (list(config.allow_names) if config else [])
+    only = args.tls_only or bool(config and config.only)
     if not any(paths.values()):
         if only or args.tls_port or names:
-            raise UsbipError("TLS settings without a certificate: give tls cert, key and ca")
+            raise InvalidArgument("TLS settings without a certificate: give tls cert, key and ca")
         return
     missing = sorted(key for key, value in paths.items() if not value)
     if missing:
-        raise UsbipError("TLS needs cert, key and ca; missing: %s" % ", ".join(missing))
-    if not isinstance(names, list):
-        raise UsbipError("tls: allow_names must be a list")
-    port = validate.tcp_port(args.tls_port if args.tls_port is not None else config.get("port", USBIP_TLS_PORT))
+        raise InvalidArgument("TLS needs cert, key and ca; missing: %s" % ", ".join(missing))
+    if args.tls_port is not None:
+        port = validate.tcp_port(args.tls_port)
+    else:
+        port = config.port if config else USBIP_TLS_PORT
     if not only and port == options.port:
-        raise UsbipError("the TLS port and the plain USB/IP port are both %d" % port)
+        raise InvalidArgument("the TLS port and the plain USB/IP port are both %d" % port)
     config_ = TlsConfig(cert=str(paths["cert"]), key=str(paths["key"]), ca=str(paths["ca"]),
                         allow_names=frozenset(str(n) for n in names))
     options.tls, options.tls_port, options.plain = TlsEndpoint(config_, server_side=True), port, not only
@@ -173,8 +157,6 @@ def serve(args, options, modes: List[str], rules) -> None:
     except UsbipError as err:
         needed = " and ".join({"host": "usbip-core and usbip-host", "device": "usbip-vudc"}[m] for m in modes)
         raise UsbipError("%s; please load %s" % (err.args[0], needed), hint=err.hint) from None
-    if rules and "host" not in modes:
-        raise UsbipError("export rules bind host-mode devices, but host mode is not served")
     host = HostDriver(sysfs)
     pending = []
 
@@ -232,14 +214,18 @@ async def _poll_rules(apply_rules) -> None:
 
 
 def _configure_and_serve(args) -> int:
-    from ..daemon.exports import parse_rules  # noqa: PLC0415
+    """Validate everything (file and command line) before the kernel is probed; then serve."""
+    from ..config import UsbipdConfig  # noqa: PLC0415
+    from ..errors import InvalidArgument  # noqa: PLC0415
 
-    config = load_config(args.config) if args.config else {}
+    config = load_config(args.config) if args.config else UsbipdConfig()
     options = _options(args, config)
-    modes = ["device"] if args.device else config.get("modes", ["host"])
-    if not isinstance(modes, list) or not modes:
-        raise UsbipError("modes must be a non-empty list of host and/or device")
-    serve(args, options, [str(m) for m in modes], parse_rules(config.get("exports")))
+    modes = ["device"] if args.device else list(config.modes)
+    if config.exports and "host" not in modes:
+        raise InvalidArgument("exports: export rules bind host-mode devices, but host mode is not served")
+    if args.check_config:
+        return EXIT_OK
+    serve(args, options, modes, list(config.exports))
     return EXIT_OK
 
 
