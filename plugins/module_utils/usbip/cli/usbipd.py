@@ -51,8 +51,8 @@ def _parser() -> Parser:
     p.add_argument("--tls-only", action="store_true", help="do not serve plain USB/IP beside TLS")
     p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (command-line options override it)")
     p.add_argument("--check-config", action="store_true",
-                   help="validate the configuration (the file and these options), print nothing and exit:"
-                        " 0 if it is valid, 2 with the error")
+                   help="validate the configuration (the file and these options, not the TLS certificates' contents),"
+                        " print nothing and exit: 0 if it is valid, 2 with the error")
     p.add_argument("--syslog", action="store_true", help="log to syslog even in the foreground")
     p.add_argument("-v", "--version", action="version", version="usbipd (usbip.usbip %s, Python)" % __version__)
     return p
@@ -65,8 +65,13 @@ def load_config(path: str):
     return config.load(path, config.parse_usbipd)
 
 
-def _options(args, config):
-    """Server options from the validated configuration, overridden by the command line."""
+def _options(args, config, load_certificates: bool = True):
+    """Server options from the validated configuration, overridden by the command line.
+
+    ``load_certificates=False`` (``--check-config``) checks the TLS settings
+    but does not read the PEM files: a configuration can be checked before
+    the certificates are in place, and a bad certificate fails the start.
+    """
     from .. import config as schema  # noqa: PLC0415
     from .. import validate  # noqa: PLC0415
     from ..net.server import ServerOptions  # noqa: PLC0415
@@ -85,11 +90,11 @@ def _options(args, config):
     )
     if args.ipv4 != args.ipv6:  # one of them alone restricts, both or neither mean both
         options.ipv4, options.ipv6 = args.ipv4, args.ipv6
-    _tls_options(args, config.tls, options)
+    _tls_options(args, config.tls, options, load_certificates)
     return options
 
 
-def _tls_options(args, config, options) -> None:
+def _tls_options(args, config, options, load_certificates: bool = True) -> None:
     """``tls:`` of the configuration (complete or absent), overridden by the --tls-* options."""
     from .. import validate  # noqa: PLC0415
     from ..errors import InvalidArgument  # noqa: PLC0415
@@ -113,9 +118,11 @@ def _tls_options(args, config, options) -> None:
         port = config.port if config else USBIP_TLS_PORT
     if not only and port == options.port:
         raise InvalidArgument("the TLS port and the plain USB/IP port are both %d" % port)
-    config_ = TlsConfig(cert=str(paths["cert"]), key=str(paths["key"]), ca=str(paths["ca"]),
-                        allow_names=frozenset(str(n) for n in names))
-    options.tls, options.tls_port, options.plain = TlsEndpoint(config_, server_side=True), port, not only
+    options.tls_port, options.plain = port, not only
+    if load_certificates:
+        config_ = TlsConfig(cert=str(paths["cert"]), key=str(paths["key"]), ca=str(paths["ca"]),
+                            allow_names=frozenset(str(n) for n in names))
+        options.tls = TlsEndpoint(config_, server_side=True)
 
 
 def _daemonize() -> None:
@@ -219,7 +226,7 @@ def _configure_and_serve(args) -> int:
     from ..errors import InvalidArgument  # noqa: PLC0415
 
     config = load_config(args.config) if args.config else UsbipdConfig()
-    options = _options(args, config)
+    options = _options(args, config, load_certificates=not args.check_config)
     modes = ["device"] if args.device else list(config.modes)
     if config.exports and "host" not in modes:
         raise InvalidArgument("exports: export rules bind host-mode devices, but host mode is not served")
