@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from usbip import config
+from usbip.cli.common import EXIT_USAGE, Reporter
 from usbip.config import AttachdConfig, ClientTls, Declared, ServerTls, UsbipdConfig, parse_attachd, parse_usbipd
 from usbip.daemon.exports import ExportRule
 from usbip.errors import InvalidArgument
@@ -109,6 +110,7 @@ def test_networks_and_addresses_are_typed():
     ({"exports": [{"busid": "1-1", "match": {"vendor": "1d6b"}}]}, "exports[0]: expected exactly one of busid"),
     ({"exports": [{"match": {}}]}, "exports[0].match: expected at least one of vendor"),
     ({"modes": []}, "modes: expected a non-empty list"),
+    ({"modes": ["device"], "exports": [{"busid": "1-1"}]}, "exports: export rules bind host-mode devices"),
     ({"modes": ["host", "hots"]}, "modes[1]: expected host or device, got 'hots'"),
     ({"port": "abc"}, "port: expected an integer from 1 to 65535, got 'abc'"),
     ({"max_connections": 0}, "max_connections: expected an integer from 1 to 65535, got 0"),
@@ -337,6 +339,7 @@ def _check_refusal(parse, doc, bad) -> None:
     message = str(info.value)
     assert "\n" not in message and KEY_PATH.match(message), message
     assert any(message.startswith(key) for key in bad), (message, bad)
+    assert Reporter("usbipd").failure(info.value) == EXIT_USAGE  # one line on stderr, exit status 2
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -345,6 +348,9 @@ def test_usbipd_documents_round_trip_or_are_refused_naming_a_key(generated):
     doc, typed, bad = generated
     if bad:
         _check_refusal(parse_usbipd, doc, bad)
+        return
+    if typed.get("exports") and "host" not in typed.get("modes", ("host",)):
+        _check_refusal(parse_usbipd, doc, ["exports: export rules bind host-mode devices"])
         return
     # ``None`` is "not set" for the lists; the round trip keeps that meaning.
     assert parse_usbipd(doc) == UsbipdConfig(**typed)

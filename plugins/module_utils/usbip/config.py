@@ -285,6 +285,8 @@ def parse_usbipd(data: object) -> UsbipdConfig:
     if "exports" in doc and doc["exports"] is not None:
         rules = _list(doc["exports"], "exports", "a list of export rules")
         values["exports"] = tuple(_export(rule, "exports[%d]" % i) for i, rule in enumerate(rules))
+    if values.get("exports") and "host" not in values.get("modes", ("host",)):
+        raise InvalidArgument("exports: export rules bind host-mode devices, but modes has no host")
     if "tls" in doc:
         values["tls"] = _server_tls(doc["tls"], values.get("port"))
     return UsbipdConfig(**values)
