@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fake_usb import standard_tree
 
+from usbip.config import parse_usbipd
 from usbip.daemon import exports
 from usbip.errors import InvalidArgument
 from usbip.sysfs.fs import Change, Sysfs
@@ -14,6 +15,11 @@ from usbip.sysfs.host import HostDriver
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     return standard_tree(tmp_path_factory.mktemp("sys"))
+
+
+def rules_of(entries):
+    """Export rules as usbipd reads them from its configuration."""
+    return list(parse_usbipd({"exports": entries}).exports)
 
 
 def dry(tree) -> HostDriver:
@@ -26,12 +32,12 @@ def dry(tree) -> HostDriver:
 ])
 def test_bad_rules_are_refused(entry):
     with pytest.raises(InvalidArgument):
-        exports.parse_rules([entry])
+        rules_of([entry])
 
 
 def test_rules_bind_matching_devices_only(tree):
     driver = dry(tree)
-    rules = exports.parse_rules([{"match": {"vendor": "0781", "serial": "4C530001230905113465"}}])
+    rules = rules_of([{"match": {"vendor": "0781", "serial": "4C530001230905113465"}}])
     assert exports.apply(driver, rules) == ["18-1.4"]
     assert driver.sysfs.journal == [
         Change("write", "/sys/bus/usb/devices/18-1.4/driver/unbind", "18-1.4"),
@@ -42,14 +48,14 @@ def test_rules_bind_matching_devices_only(tree):
 
 def test_rules_never_touch_hubs_or_imported_devices(tree):
     driver = dry(tree)
-    rules = exports.parse_rules([{"match": {"vendor": "05e3"}}, {"match": {"vendor": "1d6b"}}, {"busid": "1-1"}])
+    rules = rules_of([{"match": {"vendor": "05e3"}}, {"match": {"vendor": "1d6b"}}, {"busid": "1-1"}])
     assert exports.apply(driver, rules) == []
     assert driver.sysfs.journal == []
 
 
 def test_a_rule_is_a_policy_over_every_match(tree):
     driver = dry(tree)
-    rules = exports.parse_rules([{"match": {"vendor": "1209"}}, {"busid": "18-2"}])
+    rules = rules_of([{"match": {"vendor": "1209"}}, {"busid": "18-2"}])
     assert exports.apply(driver, rules) == ["17-1", "18-2"]
 
 

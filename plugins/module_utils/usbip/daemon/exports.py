@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Iterable, List, Optional
+from typing import List, Optional
 
-from .. import validate
-from ..errors import InvalidArgument, UsbipError
+from ..errors import UsbipError
 from ..matching import Match
 from ..sysfs.host import DRIVER_NAME, HostDriver
 from ..sysfs.usb import LocalDevice
@@ -26,21 +25,10 @@ log = logging.getLogger("usbipd")
 
 @dataclasses.dataclass(frozen=True)
 class ExportRule:
+    """A busid, or a :class:`Match`; parsed from usbipd.yml by :func:`usbip.config.parse_usbipd`."""
+
     busid: Optional[str] = None
     match: Optional[Match] = None
-
-    @classmethod
-    def parse(cls, entry: object) -> "ExportRule":
-        """A rule from configuration; exactly one of ``busid`` and ``match``."""
-        if not isinstance(entry, dict) or set(entry) - {"busid", "match"} or len(entry) != 1:
-            raise InvalidArgument("an export rule is {busid: ...} or {match: {vendor, product, serial, port_path}},"
-                                  " got %r" % (entry,))
-        if "busid" in entry:
-            return cls(busid=validate.usb_busid(entry["busid"]))
-        criteria = entry["match"]
-        if not isinstance(criteria, dict) or set(criteria) - {"vendor", "product", "serial", "port_path"}:
-            raise InvalidArgument("an export match takes vendor, product, serial and port_path, got %r" % (criteria,))
-        return cls(match=Match.checked(**criteria))
 
     def accepts(self, device: LocalDevice) -> bool:
         if self.busid is not None:
@@ -49,14 +37,6 @@ class ExportRule:
 
     def __str__(self) -> str:
         return "busid=%s" % self.busid if self.busid else str(self.match)
-
-
-def parse_rules(entries: Optional[Iterable[object]]) -> List[ExportRule]:
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise InvalidArgument("exports must be a list of rules")
-    return [ExportRule.parse(entry) for entry in entries]
 
 
 def apply(driver: HostDriver, rules: List[ExportRule]) -> List[str]:
