@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from usbip import config
+from usbip import config, validate
 from usbip.cli.common import EXIT_USAGE, Reporter
 from usbip.config import AttachdConfig, ClientTls, Declared, ServerTls, UsbipdConfig, parse_attachd, parse_usbipd
 from usbip.daemon.exports import ExportRule
@@ -424,3 +424,17 @@ def test_attachd_documents_round_trip_or_are_refused_naming_a_key(generated):
         _check_refusal(parse_attachd, doc, bad)
         return
     assert parse_attachd(doc) == AttachdConfig(**typed)
+
+
+# -- validate.seconds, the primitive behind every duration -----------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan, 3600.5, 10 ** 400, True, "1", None])
+def test_seconds_refuses_what_is_no_finite_duration_in_range(value):
+    with pytest.raises(InvalidArgument, match="^invalid read_timeout "):
+        validate.seconds(value, "read_timeout", 0.0, 3600.0)
+
+
+@pytest.mark.parametrize("value", [0.001, 1, 2.5, 3600])
+def test_seconds_accepts_finite_durations_in_range(value):
+    assert validate.seconds(value, "read_timeout", 0.0, 3600.0) == float(value)
