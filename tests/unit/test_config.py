@@ -295,7 +295,7 @@ _USBIPD = {
     "port": (st.integers(1, 3000).flatmap(lambda i: st.sampled_from([(i, i), (str(i), i)])), _INT_INVALID),
     "listen": (st.lists(_address(), max_size=3).map(lambda a: (a, tuple(str(ipaddress.ip_address(x)) for x in a))),
                st.sampled_from(["10.0.0.1", ["foo"], [1], ["10.0.0.0/8"], {}])),
-    "allow": (st.lists(_network(), max_size=3).map(lambda n: ([t for t, _ in n], tuple(v for _, v in n))),
+    "allow": (st.lists(_network(), max_size=3).map(lambda n: ([pair[0] for pair in n], tuple(pair[1] for pair in n))),
               st.sampled_from(["10.0.0.0/8", ["10.0.0.300/8"], [None], ["x"]])),
     "modes": (st.lists(st.sampled_from(config.MODES), min_size=1, max_size=3)
               .map(lambda m: (m, tuple(x for x in config.MODES if x in m))),
@@ -303,10 +303,11 @@ _USBIPD = {
     "read_timeout": (_seconds_valid(), _SECONDS_INVALID),
     "max_connections": (st.integers(1, 65535).map(lambda i: (i, i)), _INT_INVALID),
     "max_per_client": (st.integers(1, 65535).map(lambda i: (i, i)), _INT_INVALID),
-    "exports": (st.lists(_export_valid(), max_size=3).map(lambda r: ([d for d, _ in r], tuple(t for _, t in r))),
+    "exports": (st.lists(_export_valid(), max_size=3)
+                .map(lambda r: ([pair[0] for pair in r], tuple(pair[1] for pair in r))),
                 st.one_of(st.sampled_from(["x", {}]),
                           st.tuples(st.lists(_export_valid(), max_size=2), _EXPORT_INVALID)
-                          .map(lambda p: [d for d, _ in p[0]] + [p[1]]))),
+                          .map(lambda p: [pair[0] for pair in p[0]] + [p[1]]))),
     "tls": (_server_tls_valid(), _SERVER_TLS_INVALID),
 }
 _UNKNOWN_KEYS = st.sampled_from(["prot", "Port", "read-timeout", "tls_port", "export", "colour", "", 1, None])
@@ -398,10 +399,10 @@ def _attachd_document(draw):
                   st.sampled_from([{"initial": 5, "max": 1}, {"forever": True}, "x", {"initial": "abc"},
                                    {"max": math.nan}, {"initial": 0}])),
         "attachments": (st.lists(_attachment_valid(tls_choice == "valid"), max_size=3)
-                        .map(lambda a: ([d for d, _ in a], tuple(t for _, t in a))),
+                        .map(lambda a: ([pair[0] for pair in a], tuple(pair[1] for pair in a))),
                         st.one_of(st.sampled_from(["x", {}]),
                                   st.tuples(st.lists(_attachment_valid(False), max_size=2), _ATTACHMENT_INVALID)
-                                  .map(lambda p: [d for d, _ in p[0]] + [p[1]]))),
+                                  .map(lambda p: [pair[0] for pair in p[0]] + [p[1]]))),
     }
     doc, typed, bad = draw(_document(schema))
     if tls_choice == "valid":
