@@ -30,7 +30,7 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "matching": frozenset({"sysfs", "device", "errors"}),
     "attachments": frozenset({"net", "sysfs", "matching", "validate", "errors", "device", "protocol"}),
     "daemon": frozenset({"sysfs", "protocol", "matching", "validate", "errors", "device"}),
-    "config": frozenset({"daemon", "matching", "validate", "errors"}),
+    "config": frozenset({"daemon", "matching", "protocol", "validate", "errors"}),
     "cli": frozenset({"config", "net", "sysfs", "daemon", "attachments", "matching", "protocol", "validate",
                       "errors", "device", "__init__"}),
     "__init__": frozenset(),

@@ -22,15 +22,12 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 from . import validate
 from .daemon.exports import ExportRule
 from .errors import InvalidArgument
-from .matching import Match, usb_id
-from .matching import _port_path as _match_port_path  # noqa: PLC2701 - the criteria's own checks
-from .matching import _text as _match_text  # noqa: PLC2701
+from .matching import Match, port_path_criterion, text_criterion, usb_id
+from .protocol.constants import USBIP_PORT, USBIP_TLS_PORT
 
 T = TypeVar("T")
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
-USBIP_PORT = 3240
-USBIP_TLS_PORT = 3241
 #: Seconds: the bound of every duration in the files. Longer than an hour is a typo, not a policy.
 SECONDS_MAX = 3600.0
 MODES = ("host", "device")
@@ -221,8 +218,8 @@ def _match(value: object, path: str, known: Tuple[str, ...]) -> Match:
     if not any(criteria.get(key) is not None for key in known):
         raise _fail(path, "at least one of %s" % ", ".join(known), value)
     checks: Dict[str, Callable[[object], object]] = {
-        "vendor": _usb_id, "product": _usb_id, "serial": lambda v: _match_text(v, "serial"),
-        "port_path": _match_port_path}
+        "vendor": _usb_id, "product": _usb_id, "serial": lambda v: text_criterion(v, "serial"),
+        "port_path": port_path_criterion}
     found = {}
     for key in known:
         if criteria.get(key) is not None:

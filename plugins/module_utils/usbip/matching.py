@@ -57,7 +57,8 @@ def usb_id(value: object, what: str) -> int:
     raise InvalidArgument("invalid %s %r: expected four hex digits such as '1d6b', or an integer" % (what, value))
 
 
-def _text(value: object, what: str) -> str:
+def text_criterion(value: object, what: str) -> str:
+    """A serial number (or another string criterion) as the kernel can show it: printable ASCII."""
     if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() \
             or len(value) > _TEXT_MAX:
         raise InvalidArgument("invalid %s %r: printable ASCII of 1 to %d characters expected"
@@ -65,8 +66,9 @@ def _text(value: object, what: str) -> str:
     return value
 
 
-def _port_path(value: object) -> str:
-    text = _text(value, "port_path")
+def port_path_criterion(value: object) -> str:
+    """A physical port path as a match criterion: ``<controller>-<devpath>`` or a bare devpath."""
+    text = text_criterion(value, "port_path")
     controller, dash, devpath = text.rpartition("-")
     if not _DEVPATH.fullmatch(devpath) or (dash and not _CONTROLLER.fullmatch(controller)):
         raise InvalidArgument(
@@ -101,8 +103,8 @@ class Match:
         return cls(
             vendor=None if vendor is None else usb_id(vendor, "vendor ID"),
             product=None if product is None else usb_id(product, "product ID"),
-            serial=None if serial is None else _text(serial, "serial"),
-            port_path=None if port_path is None else _port_path(port_path),
+            serial=None if serial is None else text_criterion(serial, "serial"),
+            port_path=None if port_path is None else port_path_criterion(port_path),
         )
 
     @property
