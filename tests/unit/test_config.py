@@ -75,7 +75,7 @@ def test_a_tls_section_without_its_certificates_is_refused(tls):
 def test_a_complete_tls_section_is_typed():
     parsed = parse_usbipd({"port": 3240, "tls": {"cert": "/c", "key": "/k", "ca": "/a", "port": 3241, "only": False,
                                                  "allow_names": ["client1"]}})
-    assert parsed.tls == ServerTls(cert="/c", key="/k", ca="/a", port=3241, allow_names=("client1",), only=False)
+    assert parsed.tls == ServerTls(cert="/c", key="/k", ca="/a", port=3241, allow_names=("dns:client1",), only=False)
 
 
 def test_the_tls_port_differs_from_the_plain_port_unless_tls_only():
@@ -165,7 +165,7 @@ def test_an_empty_usbipd_document_is_the_defaults():
      "attachments[0].match: unknown key 'serial' (expected one of: vendor, product)"),
     ({"attachments": [{"server": "x", "match": {"product": "zz"}}]},
      "attachments[0].match.product: expected a 4-digit"),
-    ({"colour": "red"}, "unknown key 'colour' (expected one of: interval, retry, tls, attachments)"),
+    ({"colour": "red"}, "unknown key 'colour' (expected one of: interval, retry, timeout, tls, attachments)"),
 ])
 def test_attachd_errors_name_the_key_and_what_is_expected(data, expected):
     assert refused(parse_attachd, data).startswith(expected)
@@ -277,10 +277,14 @@ def _server_tls_valid(draw):
     if draw(st.booleans()):
         doc["port"] = typed["port"] = draw(st.integers(3241, 65535))
     if draw(st.booleans()):
-        names = draw(st.lists(st.sampled_from(["client1", "client2.example"]), max_size=2))
-        doc["allow_names"], typed["allow_names"] = names, tuple(names)
+        written = {"client1": "dns:client1", "Client2.Example.": "dns:client2.example", "ip:10.0.0.5": "ip:10.0.0.5",
+                   "2001:DB8::1": "ip:2001:db8::1", "dns:10.0.0.5": "dns:10.0.0.5"}
+        names = draw(st.lists(st.sampled_from(sorted(written)), max_size=2))
+        doc["allow_names"], typed["allow_names"] = names, tuple(written[n] for n in names)
     if draw(st.booleans()):
         doc["only"] = typed["only"] = draw(st.booleans())
+    if draw(st.booleans()):
+        doc["max_handshakes"] = typed["max_handshakes"] = draw(st.integers(1, 4096))
     return doc, ServerTls(**typed)
 
 
@@ -288,7 +292,10 @@ _SERVER_TLS_INVALID = st.sampled_from([
     None, {}, "yes", {"cert": "/c"}, {"cert": "/c", "key": "/k", "ca": "/a", "port": 0},
     {"cert": "/c", "key": "/k", "ca": "/a", "only": "yes"}, {"cert": "/c", "key": "/k", "ca": "/a", "allow_names": "x"},
     {"cert": "/c", "key": "/k", "ca": "/a", "colour": 1}, {"cert": "", "key": "/k", "ca": "/a"},
-    {"cert": "/c", "key": "/k", "ca": "/a", "allow_names": [1]}])
+    {"cert": "/c", "key": "/k", "ca": "/a", "allow_names": [1]},
+    {"cert": "/c", "key": "/k", "ca": "/a", "allow_names": ["ip:host"]},
+    {"cert": "/c", "key": "/k", "ca": "/a", "allow_names": ["two words"]},
+    {"cert": "/c", "key": "/k", "ca": "/a", "max_handshakes": 0}])
 
 # key: (valid strategy of (value, typed), invalid strategy)
 _USBIPD = {
@@ -309,6 +316,11 @@ _USBIPD = {
                           st.tuples(st.lists(_export_valid(), max_size=2), _EXPORT_INVALID)
                           .map(lambda p: [pair[0] for pair in p[0]] + [p[1]]))),
     "tls": (_server_tls_valid(), _SERVER_TLS_INVALID),
+    "user": (st.sampled_from(["usbip", "_usbip", "svc-usb.1"]).map(lambda u: (u, u)),
+             st.sampled_from(["root", "", "-x", "1000", "a b", 1, ["usbip"]])),
+    "client_prefix": (st.fixed_dictionaries({}, optional={"ipv4": st.integers(1, 32), "ipv6": st.integers(1, 128)})
+                      .map(lambda d: (d, d)),
+                      st.sampled_from([{"ipv4": 0}, {"ipv6": 129}, {"ipv5": 8}, "64", {"ipv4": "x"}])),
 }
 _UNKNOWN_KEYS = st.sampled_from(["prot", "Port", "read-timeout", "tls_port", "export", "colour", "", 1, None])
 
@@ -354,6 +366,8 @@ def test_usbipd_documents_round_trip_or_are_refused_naming_a_key(generated):
         _check_refusal(parse_usbipd, doc, ["exports: export rules bind host-mode devices"])
         return
     # ``None`` is "not set" for the lists; the round trip keeps that meaning.
+    for kind, bits in typed.pop("client_prefix", {}).items():
+        typed["client_prefix_" + kind] = bits
     assert parse_usbipd(doc) == UsbipdConfig(**typed)
 
 
@@ -394,6 +408,7 @@ def _attachd_document(draw):
     tls_choice = draw(st.sampled_from(["absent", "valid", "invalid"]))
     schema = {
         "interval": (_seconds_valid(), _SECONDS_INVALID),
+        "timeout": (_seconds_valid(), _SECONDS_INVALID),
         "retry": (st.tuples(st.floats(0.01, 10.0), st.floats(10.0, 3600.0))
                   .map(lambda r: ({"initial": r[0], "max": r[1]}, (r[0], r[1]))),
                   st.sampled_from([{"initial": 5, "max": 1}, {"forever": True}, "x", {"initial": "abc"},

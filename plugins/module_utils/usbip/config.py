@@ -44,8 +44,11 @@ class ServerTls:
     key: str
     ca: str
     port: int = USBIP_TLS_PORT
+    #: Client certificate names admitted, normalized by :func:`usbip.validate.peer_name` (``dns:…``, ``ip:…``).
     allow_names: Tuple[str, ...] = ()
     only: bool = False
+    #: Handshakes in progress at once; a TLS connection beyond them is refused before its ClientHello is read.
+    max_handshakes: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +62,15 @@ class UsbipdConfig:
     read_timeout: float = 10.0
     max_connections: int = 512
     max_per_client: int = 64
+    #: ``max_per_client`` counts connections per client network of these prefix lengths: one host
+    #: for IPv4, one /64 (what a single IPv6 site or host is usually given) for IPv6.
+    client_prefix_ipv4: int = 32
+    client_prefix_ipv6: int = 64
     exports: Tuple[ExportRule, ...] = ()
     tls: Optional[ServerTls] = None
+    #: The account the network-facing process runs as when usbipd starts as root (privilege
+    #: separation); ``None``: ``usbip`` if that account exists, else ``nobody``.
+    user: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +107,8 @@ class AttachdConfig:
     interval: float = 2.0
     retry_initial: float = 1.0
     retry_max: float = 8.0
+    #: Seconds one attempt (connect, handshake, exchange with the server) may take in all.
+    timeout: float = 20.0
     tls: Optional[ClientTls] = None
     attachments: Tuple[Declared, ...] = ()
 
@@ -180,9 +192,10 @@ def _text(value: object, path: str, what: str = "a non-empty string") -> str:
 
 # -- usbipd.yml ------------------------------------------------------------------
 
-USBIPD_KEYS = ("port", "listen", "allow", "modes", "read_timeout", "max_connections", "max_per_client", "exports",
-               "tls")
-SERVER_TLS_KEYS = ("cert", "key", "ca", "port", "allow_names", "only")
+USBIPD_KEYS = ("port", "listen", "allow", "modes", "read_timeout", "max_connections", "max_per_client",
+               "client_prefix", "exports", "tls", "user")
+SERVER_TLS_KEYS = ("cert", "key", "ca", "port", "allow_names", "only", "max_handshakes")
+CLIENT_PREFIX_KEYS = ("ipv4", "ipv6")
 EXPORT_KEYS = ("busid", "match")
 EXPORT_MATCH_KEYS = ("vendor", "product", "serial", "port_path")
 
@@ -243,13 +256,26 @@ def _server_tls(value: object, plain_port: Optional[int]) -> ServerTls:
         raise InvalidArgument("tls.%s: required: TLS needs cert, key and ca (paths to PEM files)" % missing[0])
     paths = {key: _text(section[key], "tls." + key, "a path to a PEM file") for key in ("cert", "key", "ca")}
     port = _port(section["port"], "tls.port") if "port" in section else USBIP_TLS_PORT
-    names = tuple(_text(name, "tls.allow_names[%d]" % i, "a certificate name")
+    names = tuple(_checked("tls.allow_names[%d]" % i, lambda name=name: validate.peer_name(name))
                   for i, name in enumerate(_list(section.get("allow_names", []), "tls.allow_names",
                                                  "a list of certificate names")))
     only = _boolean(section["only"], "tls.only") if "only" in section else False
     if not only and port == (USBIP_PORT if plain_port is None else plain_port):
         raise InvalidArgument("tls.port: expected a port other than the plain USB/IP port, got %d" % port)
-    return ServerTls(port=port, allow_names=names, only=only, **paths)
+    extra = {}
+    if "max_handshakes" in section:
+        extra["max_handshakes"] = _integer(section["max_handshakes"], "tls.max_handshakes", 1, 4096)
+    return ServerTls(port=port, allow_names=names, only=only, **paths, **extra)
+
+
+def user_name(value: object, path: str = "user") -> str:
+    """A local account name as useradd accepts it (looked up when the daemon starts, not here)."""
+    if not isinstance(value, str) or not 0 < len(value) <= 32 or not value.isascii() \
+            or not all(c.isalnum() or c in "_.-" for c in value) or value[0] == "-" or value.isdigit():
+        raise _fail(path, "an account name such as usbip", value)
+    if value == "root":
+        raise _fail(path, "an unprivileged account (not root)", value)
+    return value
 
 
 def parse_usbipd(data: object) -> UsbipdConfig:
@@ -279,6 +305,14 @@ def parse_usbipd(data: object) -> UsbipdConfig:
     for key in ("max_connections", "max_per_client"):
         if key in doc:
             values[key] = _integer(doc[key], key, 1, 65535)
+    if "client_prefix" in doc and doc["client_prefix"] is not None:
+        prefix = _mapping(doc["client_prefix"], "client_prefix", CLIENT_PREFIX_KEYS,
+                          "a mapping of ipv4 and ipv6 prefix lengths")
+        for key, bits in (("ipv4", 32), ("ipv6", 128)):
+            if key in prefix:
+                values["client_prefix_" + key] = _integer(prefix[key], "client_prefix." + key, 1, bits)
+    if "user" in doc and doc["user"] is not None:
+        values["user"] = user_name(doc["user"])
     if "exports" in doc and doc["exports"] is not None:
         rules = _list(doc["exports"], "exports", "a list of export rules")
         values["exports"] = tuple(_export(rule, "exports[%d]" % i) for i, rule in enumerate(rules))
@@ -291,7 +325,7 @@ def parse_usbipd(data: object) -> UsbipdConfig:
 
 # -- attachments.yml -------------------------------------------------------------
 
-ATTACHD_KEYS = ("interval", "retry", "tls", "attachments")
+ATTACHD_KEYS = ("interval", "retry", "timeout", "tls", "attachments")
 RETRY_KEYS = ("initial", "max")
 CLIENT_TLS_KEYS = ("ca", "cert", "key")
 ATTACHMENT_KEYS = ("server", "port", "busid", "match", "tls", "server_name")
@@ -327,8 +361,9 @@ def parse_attachd(data: object) -> AttachdConfig:
         data = {}
     doc = _mapping(data, "", ATTACHD_KEYS, "a mapping")
     values: Dict[str, Any] = {}
-    if "interval" in doc:
-        values["interval"] = _seconds(doc["interval"], "interval")
+    for key in ("interval", "timeout"):
+        if key in doc:
+            values[key] = _seconds(doc[key], key)
     if "retry" in doc and doc["retry"] is not None:
         retry = _mapping(doc["retry"], "retry", RETRY_KEYS, "a mapping of initial and max (seconds)")
         for key in RETRY_KEYS:

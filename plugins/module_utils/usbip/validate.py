@@ -10,6 +10,7 @@ name gets a clear error and touches nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 
@@ -111,3 +112,39 @@ def host(value: object, what: str = "remote host") -> str:
             or any(c.isspace() for c in value) or len(value) > HOST_MAX:
         raise InvalidArgument("invalid %s %r: a host name or an address is expected" % (what, value))
     return value
+
+
+#: The kinds of certificate name ``allow_names`` compares (RFC 6125): DNS names and IP addresses.
+PEER_NAME_KINDS = ("dns", "ip")
+
+
+def peer_name(value: object, what: str = "certificate name") -> str:
+    """A client certificate name to admit, normalized to ``dns:<lower-case name>`` or ``ip:<address>``.
+
+    Written ``dns:host.example``, ``ip:10.0.0.5`` or bare; a bare value is an
+    IP address when it parses as one and a DNS name otherwise. DNS names
+    compare case-insensitively (RFC 4343), so they are kept in lower case;
+    addresses compare as addresses, so ``ip:2001:DB8::1`` and
+    ``ip:2001:db8:0::1`` are one name.
+    """
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() \
+            or any(c.isspace() for c in value) or len(value) > HOST_MAX + 4:
+        raise InvalidArgument("invalid %s %r: expected dns:NAME, ip:ADDRESS or a bare name or address"
+                              % (what, value))
+    kind, _sep, rest = value.partition(":")
+    if kind in PEER_NAME_KINDS and rest:
+        written = kind
+    else:
+        written, rest = None, value
+    if written in ("ip", None):
+        try:
+            return "ip:%s" % ipaddress.ip_address(rest)
+        except ValueError:
+            if written == "ip":
+                raise InvalidArgument("invalid %s %r: not an IP address" % (what, value)) from None
+    name = rest.rstrip(".").lower()
+    if not name or len(name) > HOST_MAX or not all(
+            label and len(label) <= 63 and all(c.isalnum() or c in "-_*" for c in label)
+            for label in name.split(".")):
+        raise InvalidArgument("invalid %s %r: not a DNS name" % (what, value))
+    return "dns:%s" % name
