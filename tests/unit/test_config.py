@@ -29,7 +29,8 @@ from usbip.errors import InvalidArgument
 from usbip.matching import Match
 
 #: A key path of the schema at the start of a message (``exports[2].match.vendor:``), or an unknown key.
-KEY_PATH = re.compile(r"^(?:[a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*: |unknown key |the document: )")
+_KEY = r"[a-z_][a-z0-9_]*(?:\[\d+\])?"
+KEY_PATH = re.compile(r"^(?:%s(?:\.%s)*: |unknown key |the document: )" % (_KEY, _KEY))
 
 
 def refused(parse, data) -> str:

@@ -68,8 +68,8 @@ def test_both_ends_give_the_kernel_mirrored_keys(certs):
     client, server = client_end.session("127.0.0.1"), server_end.session()
     handshake(client, server)
     assert client.cipher in tls.SUITES and client.cipher == server.cipher
-    assert server.peer_names == {"client1"}
-    assert "127.0.0.1" in client.peer_names
+    assert server.peer_names == {"dns:client1"}
+    assert "ip:127.0.0.1" in client.peer_names
 
     request = ImportRequest("1-1").encode()
     client.send(request)
@@ -180,7 +180,7 @@ def tls_served(certs):
     from usbip.net.server import ServerOptions
 
     options = ServerOptions(port=0, addresses=["127.0.0.1"], read_timeout=2.0, plain=False, tls_port=0,
-                            tls=endpoint(certs, "server", True, allow_names=frozenset({"client1"})))
+                            tls=endpoint(certs, "server", True, allow_names=frozenset({"dns:client1"})))
     harness = Harness(options)
     yield harness
     harness.stop()

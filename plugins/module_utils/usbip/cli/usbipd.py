@@ -47,7 +47,8 @@ def _parser() -> Parser:
     p.add_argument("--tls-ca", metavar="FILE", help="CA certificates that sign the clients' certificates (PEM)")
     p.add_argument("--tls-port", metavar="PORT", help="TCP port of USB/IP over TLS (default %d)" % USBIP_TLS_PORT)
     p.add_argument("--tls-allow-name", action="append", metavar="NAME",
-                   help="admit only client certificates with this name (CN, DNS or IP; repeatable)")
+                   help="admit only client certificates with this name: dns:NAME or ip:ADDRESS (a bare value is an"
+                        " address if it parses as one, else a DNS name); repeatable")
     p.add_argument("--tls-only", action="store_true", help="do not serve plain USB/IP beside TLS")
     p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (command-line options override it)")
     p.add_argument("--check-config", action="store_true",
@@ -87,6 +88,8 @@ def _options(args, config, load_certificates: bool = True):
         read_timeout=config.read_timeout,
         max_connections=config.max_connections,
         max_per_client=config.max_per_client,
+        client_prefix_ipv4=config.client_prefix_ipv4,
+        client_prefix_ipv6=config.client_prefix_ipv6,
     )
     if args.ipv4 != args.ipv6:  # one of them alone restricts, both or neither mean both
         options.ipv4, options.ipv6 = args.ipv4, args.ipv6
@@ -103,7 +106,10 @@ def _tls_options(args, config, options, load_certificates: bool = True) -> None:
 
     paths = {key: getattr(args, "tls_" + key) or (getattr(config, key) if config else None)
              for key in ("cert", "key", "ca")}
-    names = args.tls_allow_name or (list(config.allow_names) if config else [])
+    if args.tls_allow_name:
+        names = [validate.peer_name(name, "--tls-allow-name") for name in args.tls_allow_name]
+    else:
+        names = list(config.allow_names) if config else []
     only = args.tls_only or bool(config and config.only)
     if not any(paths.values()):
         if only or args.tls_port or names:
@@ -121,7 +127,8 @@ def _tls_options(args, config, options, load_certificates: bool = True) -> None:
     options.tls_port, options.plain = port, not only
     if load_certificates:
         config_ = TlsConfig(cert=str(paths["cert"]), key=str(paths["key"]), ca=str(paths["ca"]),
-                            allow_names=frozenset(str(n) for n in names))
+                            allow_names=frozenset(names),
+                            max_handshakes=config.max_handshakes if config else TlsConfig.max_handshakes)
         options.tls = TlsEndpoint(config_, server_side=True)
 
 

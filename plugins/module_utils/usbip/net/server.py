@@ -57,6 +57,9 @@ class ServerOptions:
     read_timeout: float = 10.0
     max_connections: int = 512
     max_per_client: int = 64
+    #: ``max_per_client`` counts per client network of these prefix lengths (one IPv4 host, one IPv6 /64).
+    client_prefix_ipv4: int = 32
+    client_prefix_ipv6: int = 64
     ipv4: bool = True
     ipv6: bool = True
     #: USB/IP inside TLS on ``tls_port`` (a server :class:`~usbip.net.tls.TlsEndpoint`), and

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hmac
+import ipaddress
 import os
 import socket
 import ssl
@@ -138,8 +139,11 @@ class TlsConfig:
     cert: str
     key: str
     ca: str
-    #: Server: client certificate names (CN, DNS or IP SAN) admitted; empty admits any the CA signed.
+    #: Server: client certificate names admitted, as :func:`usbip.validate.peer_name` writes them
+    #: (``dns:name``, ``ip:address``); empty admits any certificate the CA signed.
     allow_names: FrozenSet[str] = frozenset()
+    #: Server: handshakes in progress at once.
+    max_handshakes: int = 64
     #: Client: the name the server's certificate must carry (default: the host connected to).
     server_name: Optional[str] = None
 
@@ -178,11 +182,30 @@ class TlsEndpoint:
 
 
 def peer_names(cert: Optional[dict]) -> FrozenSet[str]:
-    """Names a verified peer certificate carries: subject CN, DNS and IP SANs."""
+    """The names a verified peer certificate is valid for, as RFC 6125 reads them.
+
+    Subject alternative names when the certificate has any DNS or IP SAN: DNS
+    names in lower case (they compare case-insensitively), IP addresses as
+    addresses (OpenSSL renders IPv6 SANs in full, upper case, sometimes with a
+    trailing newline). The subject CN counts only in a certificate without
+    such SANs. Each name carries its kind (``dns:``, ``ip:``), as
+    :func:`usbip.validate.peer_name` writes the allowed ones, so a DNS name
+    never matches an address that reads the same.
+    """
     if not cert:
         return frozenset()
-    names = {value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"}
-    names.update(value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "IP Address"))
+    names = set()
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            names.add("dns:" + value.rstrip(".").lower())
+        elif kind == "IP Address":
+            try:
+                names.add("ip:%s" % ipaddress.ip_address(value.strip()))
+            except ValueError:
+                continue
+    if not any(kind in ("DNS", "IP Address") for kind, _value in cert.get("subjectAltName", ())):
+        names.update("dns:" + value.rstrip(".").lower()
+                     for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName")
     return frozenset(names)
 
 
