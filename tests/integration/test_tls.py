@@ -179,3 +179,51 @@ def test_a_plain_client_on_the_tls_port_gets_nothing(kernel, gadgets, tls_daemon
     result = sh(*tls_client(certs, "client1")[:-2], "-t", str(PLAIN_PORT + 2), "list", "-r", "127.0.0.1",
                 check=False)
     assert result.returncode == 1
+
+
+#: <linux/tls.h>: the cmsg that sends one record of another content type through kernel TLS.
+TLS_SET_RECORD_TYPE = 1
+#: A TLS 1.3 KeyUpdate handshake message (type 24, length 1, update_not_requested).
+KEY_UPDATE = b"\x18\x00\x00\x01\x00"
+
+
+def test_a_key_update_after_the_hand_over_ends_the_attachment_cleanly(kernel, gadgets, tls_daemon, certs):
+    """Kernel TLS cannot follow a peer that rotates its keys: the attachment ends, the device is free again.
+
+    The client imports over TLS with our client library, so that the test holds the
+    connection's socket (with its kernel keys) instead of vhci; it then sends a
+    KeyUpdate record through its own kernel TLS. The server's receive path sees a
+    handshake record where it can only take application data and fails the
+    connection: the export ends, usbip-vudc offers the device again, and a new
+    import over TLS works. The daemon, which handed the socket over long before,
+    keeps serving.
+    """
+    from usbip.net import client
+    from usbip.net.tls import SOL_TLS, TlsConfig, TlsEndpoint
+
+    sh("modprobe", "tls")
+    gadgets("tlskeys", "usbip-vudc.6", 0x1209, 0x0284, "TLS-KEYS", "acm")
+    log = tls_daemon(PLAIN_PORT + 4)
+    tls_port = PLAIN_PORT + 5
+    endpoint = TlsEndpoint(TlsConfig(cert=certs["client1"], key=certs["client1-key"], ca=certs["ca"]),
+                           server_side=False)
+    sock, device = client.import_device("127.0.0.1", tls_port, "usbip-vudc.6", tls=endpoint)
+    try:
+        assert device.busid == "usbip-vudc.6"
+        wait_for(lambda: vudc_status(6) == "2", 15, "usbip-vudc.6 in use")
+        dmesg_before = sh("dmesg").stdout.count("\n")
+        sock.sendmsg([KEY_UPDATE], [(SOL_TLS, TLS_SET_RECORD_TYPE, bytes([22]))])
+        sent = time.monotonic()
+        wait_for(lambda: vudc_status(6) == "1", 30, "usbip-vudc.6 available again after the KeyUpdate")
+        print("device free %.2f s after the KeyUpdate" % (time.monotonic() - sent))
+        print("kernel: %s" % "".join(sh("dmesg").stdout.splitlines(True)[dmesg_before:]).strip())
+    finally:
+        sock.close()
+        endpoint.close()
+    # the daemon still serves, and the device can be imported again over TLS
+    sh(*tls_client(certs, "client1")[:-2], "-t", str(tls_port), "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.6")
+    port = wait_for(lambda: imported("usbip-vudc.6"), 30, "usbip-vudc.6 on a vhci port again")
+    Sysfs().write(VHCI + "/detach", str(port.port))
+    wait_for(lambda: vudc_status(6) == "1", 30, "usbip-vudc.6 available after the detach")
+    with open(log) as f:
+        assert "Traceback" not in f.read()
