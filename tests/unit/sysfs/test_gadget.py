@@ -11,6 +11,7 @@ from fake_configfs import FakeConfigfs
 from fake_usb import DATA, capture_tree, load_capture
 
 from usbip.errors import InvalidArgument
+from usbip.sysfs import gadget
 from usbip.sysfs.errors import DeviceBusy, DeviceNotFound, DriverNotLoaded
 from usbip.sysfs.fs import Change, Sysfs
 from usbip.sysfs.gadget import GadgetDriver, GadgetFunction, GadgetSpec, Udc
@@ -233,6 +234,8 @@ def test_udc_used_by_another_gadget(fake, image):
     {"functions": (GadgetFunction("hid.0", {"report_length": True}),)},
     {"functions": (GadgetFunction("hid.0", {"report_desc": "05 01"}),)},
     {"functions": (GadgetFunction("mass_storage.0", {"lun.0/file": 3}),)},
+    {"functions": (GadgetFunction("foo.0"),)},  # no such function type: no module, configfs refuses the mkdir
+    {"functions": (GadgetFunction("acm.0"), GadgetFunction("usb_f_acm.0"))},  # a module name is not a type
 ])
 def test_bad_specs_are_refused_before_configfs_is_looked_at(tmp_path, image, changes):
     gadgets = GadgetDriver(Sysfs(str(tmp_path / "no-configfs")))
@@ -241,10 +244,45 @@ def test_bad_specs_are_refused_before_configfs_is_looked_at(tmp_path, image, cha
     assert gadgets.sysfs.journal == []
 
 
-@pytest.mark.parametrize("udc", ["", "../usbip-vudc.0", "a b", 0])
+@pytest.mark.parametrize("udc", ["", "../usbip-vudc.0", "a b", 0, "usbip-vudc..0", "a/b", "u\n", "x" * 65,
+                                 b"usbip-vudc.0"])
 def test_bad_udc_names(fake, image, udc):
     with pytest.raises(InvalidArgument):
         GadgetDriver(fake.sysfs()).ensure(gvudc(image), udc)
+    with pytest.raises(InvalidArgument, match="invalid UDC name"):
+        gadget.udc_name(udc)
+    with pytest.raises(InvalidArgument):
+        GadgetDriver(fake.sysfs()).check_udc(udc, "gvudc")
+
+
+@pytest.mark.parametrize("udc", [VUDC, "dummy_udc.0", "fe980000.usb", "musb-hdrc.2.auto", "x" * 64])
+def test_udc_names_as_the_kernel_lists_them(udc):
+    assert gadget.udc_name(udc) == udc
+
+
+def test_check_udc_before_any_change(fake, image):
+    gadgets = GadgetDriver(fake.sysfs())
+    gadgets.check_udc(VUDC, "gvudc")
+    with pytest.raises(DeviceNotFound, match=r"no UDC named fe980000.usb \(available: dummy_udc.0, usbip-vudc.0\)"):
+        gadgets.check_udc("fe980000.usb", "gvudc")
+    GadgetDriver(fake.sysfs()).ensure(gvudc(image, name="other"), VUDC)
+    with pytest.raises(DeviceBusy, match="UDC usbip-vudc.0 is already used by gadget other"):
+        gadgets.check_udc(VUDC, "gvudc")
+    gadgets.check_udc(VUDC, "other")
+    assert gadgets.sysfs.journal == []
+
+
+def test_checked_normalises_a_spec_without_configfs(image):
+    spec = gvudc(image, functions=(GadgetFunction("mass_storage.0", {"lun.0/ro": 1}), GadgetFunction("gser.0")))
+    assert gadget.checked(spec).functions == (GadgetFunction("mass_storage.0", {"lun.0/ro": True}),
+                                              GadgetFunction("gser.0"))
+    with pytest.raises(InvalidArgument, match=r"unknown function type 'foo' of foo.0 \(known: acm, ecm, "):
+        gadget.checked(gvudc(image, functions=(GadgetFunction("foo.0"),)))
+
+
+def test_every_function_type_with_attributes_has_a_module():
+    assert set(gadget.FUNCTION_ATTRS) <= set(gadget.FUNCTION_MODULES)
+    assert all(module.startswith("usb_f_") for module in gadget.FUNCTION_MODULES.values())
 
 
 def test_bool_attributes_accept_0_and_1(fake, image):

@@ -24,6 +24,8 @@ def test_modprobe_arguments():
     assert gadget.function_module("mass_storage").modprobe_args() == ["usbfunc:mass_storage"]
     assert gadget.function_module("gser").name == "usb_f_serial"
     assert gadget.function_module("ffs").probes == ("/sys/module/usb_f_fs",)
+    assert gadget.function_module("geth").name == "usb_f_ecm_subset"
+    assert gadget.function_module("geth").modprobe_args() == ["usbfunc:geth"]
 
 
 def test_the_module_of_a_udc():

@@ -64,6 +64,31 @@ FUNCTION_ATTRS: Dict[str, Dict[str, type]] = {
     "acm": {},
     "hid": {"protocol": int, "subclass": int, "report_length": int, "report_desc": bytes},
 }
+#: The function types configfs knows (each module's ``usbfunc:<type>`` alias) and the module that provides
+#: each. A gadget's functions are checked against this table before anything is loaded or written: an
+#: unknown type would only fail later, at the load, or plan a function directory the kernel refuses.
+FUNCTION_MODULES: Dict[str, str] = {
+    "acm": "usb_f_acm",
+    "ecm": "usb_f_ecm",
+    "eem": "usb_f_eem",
+    "ffs": "usb_f_fs",
+    "geth": "usb_f_ecm_subset",
+    "gser": "usb_f_serial",
+    "hid": "usb_f_hid",
+    "mass_storage": "usb_f_mass_storage",
+    "midi": "usb_f_midi",
+    "midi2": "usb_f_midi2",
+    "ncm": "usb_f_ncm",
+    "obex": "usb_f_obex",
+    "phonet": "usb_f_phonet",
+    "printer": "usb_f_printer",
+    "rndis": "usb_f_rndis",
+    "tcm": "usb_f_tcm",
+    "uac1": "usb_f_uac1",
+    "uac1_legacy": "usb_f_uac1_legacy",
+    "uac2": "usb_f_uac2",
+    "uvc": "usb_f_uvc",
+}
 _USB_STRING_MAX = 126  # the kernel's USB_MAX_STRING_LEN
 _GADGET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,39}")
 _UDC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
@@ -73,13 +98,11 @@ _UDC_INSTANCE = re.compile(r"(usbip-vudc|dummy_udc)\.([0-9]{1,3})")
 
 #: The module behind configfs gadgets.
 KERNEL_MODULE = KernelModule("libcomposite", (GADGETS, "/sys/module/libcomposite"))
-# Function types whose module is not usb_f_<type>.
-_FUNCTION_MODULES = {"gser": "usb_f_serial", "ffs": "usb_f_fs"}
 
 
 def function_module(kind: str) -> KernelModule:
     """A function type's module, loaded through the alias configfs itself would request."""
-    name = _FUNCTION_MODULES.get(kind, "usb_f_" + kind)
+    name = FUNCTION_MODULES.get(kind, "usb_f_" + kind)
     return KernelModule(name, ("/sys/module/" + name,), alias="usbfunc:" + kind)
 
 
@@ -188,12 +211,12 @@ class GadgetDriver:
 
     def ensure(self, spec: GadgetSpec, udc: Optional[str] = None) -> List[Change]:
         """Make the gadget match ``spec`` and bind it to ``udc`` (None: leave it unbound)."""
-        spec = _checked(spec)
+        spec = checked(spec)
         if udc is not None:
-            udc = _name(udc, "UDC name", _UDC_NAME)
+            udc = udc_name(udc)
         self.check_loaded()
         if udc is not None:
-            self._check_udc(udc, spec.name)
+            self.check_udc(udc, spec.name)
         start = len(self.sysfs.journal)
         g = _gadget(spec.name)
         steps = self._plan(spec)
@@ -344,7 +367,13 @@ class GadgetDriver:
             if self.sysfs.link_name(path) is not None:
                 self.sysfs.unlink(path)
 
-    def _check_udc(self, udc: str, gadget: str) -> None:
+    def check_udc(self, udc: str, gadget: str) -> None:
+        """The UDC exists and is free, or bound to ``gadget`` already.
+
+        :meth:`ensure` checks it; a caller that loads kernel modules first checks
+        it before them too, when no load would make the UDC.
+        """
+        udc = udc_name(udc)
         udcs = {u.name: u for u in self.udcs()}
         if udc not in udcs:
             raise DeviceNotFound("no UDC named %s (available: %s)" % (udc, ", ".join(sorted(udcs)) or "none"),
@@ -372,7 +401,20 @@ def _text(value: object, what: str, limit: int) -> str:
     return value
 
 
-def _checked(spec: GadgetSpec) -> GadgetSpec:
+def udc_name(value: object) -> str:
+    """A UDC name as ``/sys/class/udc`` lists them (``usbip-vudc.0``, ``fe980000.usb``): one path component."""
+    name = _name(value, "UDC name", _UDC_NAME)
+    if ".." in name:
+        raise InvalidArgument("invalid UDC name %r" % (value,))
+    return name
+
+
+def checked(spec: GadgetSpec) -> GadgetSpec:
+    """``spec`` with every value checked (and normalised: ``ro: 1`` is True); InvalidArgument otherwise.
+
+    :meth:`GadgetDriver.ensure` checks its spec so; a caller that loads kernel
+    modules first checks it before them too.
+    """
     if not isinstance(spec, GadgetSpec):
         raise InvalidArgument("a GadgetSpec is expected, got %r" % (spec,))
     _name(spec.name, "gadget name", _GADGET_NAME)
@@ -402,6 +444,9 @@ def _checked_function(fn: GadgetFunction) -> GadgetFunction:
     if not match:
         raise InvalidArgument("invalid function name %r: expected <type>.<instance>, e.g. mass_storage.0" % (
             fn.name,))
+    if match.group(1) not in FUNCTION_MODULES:
+        raise InvalidArgument("unknown function type %r of %s (known: %s)" % (
+            match.group(1), fn.name, ", ".join(sorted(FUNCTION_MODULES))))
     kinds = FUNCTION_ATTRS.get(match.group(1), {})
     attrs = {}
     for rel, value in fn.attrs.items():
