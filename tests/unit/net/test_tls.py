@@ -124,14 +124,15 @@ def test_the_server_name_must_match(certs):
         handshake(client, server)
 
 
-def test_secrets_are_forgotten_when_no_handshake_is_open(certs):
+def test_secrets_are_wiped_when_the_session_ends(certs):
     server_end, client_end = endpoint(certs, "server", True), endpoint(certs, "client1", False)
     client, server = client_end.session("127.0.0.1"), server_end.session()
     handshake(client, server)
-    assert server_end.keylog.secrets(server._client_random)  # noqa: SLF001
+    keylog = server._context.keylog  # noqa: SLF001
+    assert set(keylog.secrets(server._client_random)) == {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"}  # noqa: SLF001
     server.close()
     assert server_end.handshakes == 0
-    assert server_end.keylog.secrets(server._client_random) == {}  # noqa: SLF001
+    assert keylog.size == 0 and keylog.secrets(server._client_random) == {}  # noqa: SLF001
 
 
 def test_hand_over_refuses_with_bytes_left_in_userspace(certs):

@@ -23,19 +23,47 @@ hand-over, and how it is kept out:
   the exchange is a single request and a single reply, so no key update;
 * sequence numbers: counted per direction over the application records the
   session saw after its handshake.
+
+The key log is a shared file only in name: an endpoint keeps a pool of
+:class:`ssl.SSLContext` objects, each with a key log of its own, and a
+session holds one context from its first byte to its end (hand-over, failure
+or close). So a session reads nothing but its own handshake's secrets; when
+it ends, its key log is overwritten with zeros and emptied before the
+context serves another handshake, and a flood of abandoned handshakes grows
+nothing. Contexts are made when needed, from certificate, key and CA bytes
+read once when the endpoint is made (a daemon may read its key only before
+it drops privileges); one costs about 1 ms and 30 KiB. A server endpoint
+runs at most ``max_handshakes`` sessions at once (:class:`TlsBusy` past
+that) and refuses a ClientHello whose random it has seen on a session in
+progress or among the last :data:`RECENT_RANDOMS`: a replay can never
+complete, and refusing it early saves the server's signature.
+
+Secrets are dropped as soon as the kernel has them: the key log is read into
+a ``bytearray``, the traffic secrets, the derived keys and the
+``crypto_info`` blocks live in ``bytearray`` objects overwritten with zeros
+right after ``setsockopt`` (or its failure), and the SSL object and its
+buffers are released. What Python cannot promise: :mod:`hmac` returns each
+derived block as an immutable ``bytes`` object, whose memory is freed, not
+cleared, and stays readable in the process until it is reused; the C
+library's buffer of the key log file keeps the last line OpenSSL wrote; and
+OpenSSL keeps its own copies of the secrets until the SSL object is freed
+(it clears them then). Core dumps and swap are the daemon's unit's concern.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
+import fcntl
 import hmac
 import ipaddress
 import os
 import socket
 import ssl
 import struct
-from typing import Dict, FrozenSet, Iterable, Optional, Tuple
+import threading
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from ..errors import UsbipError
 
@@ -53,6 +81,10 @@ _HANDSHAKE = 22
 _APPLICATION_DATA = 23
 #: change_cipher_spec, alert, handshake, application_data
 _RECORD_TYPES = frozenset((20, 21, 22, 23))
+#: Client randoms a server endpoint remembers after their sessions end, to refuse replayed ClientHellos.
+RECENT_RANDOMS = 4096
+#: The key log labels of the two application traffic secrets (NSS key log format).
+_TRAFFIC_SECRETS = ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,59 +108,194 @@ class TlsError(UsbipError):
     """The TLS layer failed: handshake, peer identity, or handing it to the kernel."""
 
 
+class TlsBusy(TlsError):
+    """A server endpoint already runs ``max_handshakes`` sessions: refuse the connection."""
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite ``buffer`` with zeros in place (its size stays, so it is not reallocated)."""
+    with memoryview(buffer) as view:
+        view[:] = bytes(len(view))
+
+
 # -- key schedule ----------------------------------------------------------------
-def expand_label(secret: bytes, label: bytes, length: int, digest: str = "sha256", context: bytes = b"") -> bytes:
-    """HKDF-Expand-Label of RFC 8446, 7.1."""
+def expand_label(secret: bytes, label: bytes, length: int, digest: str = "sha256", context: bytes = b"") -> bytearray:
+    """HKDF-Expand-Label of RFC 8446, 7.1, into a ``bytearray`` the caller wipes."""
     full = b"tls13 " + label
     info = struct.pack("!HB", length, len(full)) + full + struct.pack("!B", len(context)) + context
-    out, block, counter = b"", b"", 1
-    while len(out) < length:
-        block = hmac.new(secret, block + info + bytes((counter,)), digest).digest()
-        out += block
+    out = bytearray(length)
+    block, filled, counter = b"", 0, 1
+    while filled < length:
+        mac = hmac.new(secret, digestmod=digest)
+        mac.update(block)
+        mac.update(info)
+        mac.update(bytes((counter,)))
+        block = mac.digest()
+        size = min(len(block), length - filled)
+        out[filled:filled + size] = memoryview(block)[:size]
+        filled += size
         counter += 1
-    return out[:length]
+    return out
 
 
-def crypto_info(cipher: str, secret: bytes, sequence: int) -> bytes:
-    """The ``struct tls12_crypto_info_*`` for one direction, as ``setsockopt`` takes it."""
+def crypto_info(cipher: str, secret: bytes, sequence: int) -> bytearray:
+    """The ``struct tls12_crypto_info_*`` for one direction, as ``setsockopt`` takes it
+    (a ``bytearray`` the caller wipes once the kernel has it)."""
     suite = SUITES.get(cipher)
     if suite is None:
         raise TlsError("cipher suite %s has no kernel TLS counterpart" % cipher)
     key = expand_label(secret, b"key", suite.key_size, suite.digest)
     iv = expand_label(secret, b"iv", 12, suite.digest)
-    salt, nonce = iv[:suite.salt_size], iv[suite.salt_size:]
-    return struct.pack("=HH", TLS_1_3_VERSION, suite.kernel_cipher) + nonce + key + salt + struct.pack("!Q", sequence)
+    try:
+        nonce = 12 - suite.salt_size
+        # version, cipher, iv (the IV's last bytes), key, salt (its first bytes), record sequence number
+        info = bytearray(4 + nonce + suite.key_size + suite.salt_size + 8)
+        struct.pack_into("=HH", info, 0, TLS_1_3_VERSION, suite.kernel_cipher)
+        at = 4
+        info[at:at + nonce] = memoryview(iv)[suite.salt_size:]
+        at += nonce
+        info[at:at + suite.key_size] = key
+        at += suite.key_size
+        info[at:at + suite.salt_size] = memoryview(iv)[:suite.salt_size]
+        struct.pack_into("!Q", info, at + suite.salt_size, sequence)
+    finally:
+        wipe(key)
+        wipe(iv)
+    return info
+
+
+#: Hex digit -> value, -1 for anything else.
+_HEX_DIGITS = tuple(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else -1 for c in range(256))
+
+
+def _unhex(text: bytearray, start: int, end: int) -> Optional[bytearray]:
+    """``text[start:end]`` read as hex, into a new ``bytearray`` (no immutable copy of the digits)."""
+    if (end - start) % 2:
+        return None
+    out = bytearray((end - start) // 2)
+    for index in range(len(out)):
+        high, low = _HEX_DIGITS[text[start + 2 * index]], _HEX_DIGITS[text[start + 2 * index + 1]]
+        if high < 0 or low < 0:
+            wipe(out)
+            return None
+        out[index] = high << 4 | low
+    return out
 
 
 class KeyLog:
-    """Traffic secrets that :mod:`ssl` writes, kept in memory and keyed by client random.
+    """Traffic secrets that :mod:`ssl` writes for the handshakes of one :class:`ssl.SSLContext`.
 
-    One per :class:`ssl.SSLContext`; the file never touches a disk and is not
-    inherited by children (``MFD_CLOEXEC``).
+    An anonymous in-memory file: it never touches a disk and is not inherited
+    by programs this one runs (``MFD_CLOEXEC``). A pooled context has one
+    handshake at a time, so its key log holds that handshake's lines alone.
     """
 
     def __init__(self) -> None:
         self._fd = os.memfd_create("usbip-tls-keylog", os.MFD_CLOEXEC)
         self.path = "/proc/self/fd/%d" % self._fd
 
-    def secrets(self, client_random: bytes) -> Dict[str, bytes]:
-        """Label -> secret for one handshake (NSS key log format)."""
-        size = os.fstat(self._fd).st_size
-        text = os.pread(self._fd, size, 0).decode("ascii", "replace")
-        wanted = client_random.hex()
-        found = {}
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1].lower() == wanted:
-                found[parts[0]] = bytes.fromhex(parts[2])
+    @property
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def secrets(self, client_random: bytes, labels: Iterable[str] = _TRAFFIC_SECRETS) -> Dict[str, bytearray]:
+        """Label -> secret of the handshake of ``client_random``, for the labels asked
+        (``bytearray`` objects the caller wipes)."""
+        wanted_labels = frozenset(labels)
+        wanted_random = client_random.hex().encode("ascii")
+        text = bytearray(self.size)
+        found: Dict[str, bytearray] = {}
+        try:
+            length = os.preadv(self._fd, [text], 0) if text else 0
+            start = 0
+            while start < length:
+                end = text.find(b"\n", start, length)
+                end = length if end < 0 else end
+                # LABEL <client random in hex> <secret in hex>
+                first = text.find(b" ", start, end)
+                second = text.find(b" ", first + 1, end) if first > start else -1
+                if second > first + 1:
+                    label = text[start:first].decode("ascii", "replace")
+                    if label in wanted_labels and text[first + 1:second].lower() == wanted_random:
+                        secret = _unhex(text, second + 1, end)
+                        if secret is not None:
+                            previous = found.pop(label, None)
+                            if previous is not None:
+                                wipe(previous)
+                            found[label] = secret
+                start = end + 1
+        finally:
+            wipe(text)
         return found
 
-    def forget(self) -> None:
-        """Drop every secret written so far (call when no handshake is in progress)."""
-        os.ftruncate(self._fd, 0)
+    def wipe(self) -> None:
+        """Overwrite what was written with zeros, then empty the file (its pages are freed)."""
+        size = self.size
+        if size:
+            os.pwrite(self._fd, bytes(size), 0)
+            os.ftruncate(self._fd, 0)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            self.wipe()
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _Material:
+    """The PEM files of an endpoint, read once into sealed memory files.
+
+    Contexts made later load them from ``/proc/self/fd``, which works after
+    the process has given up the right to read the original files. The bytes
+    go from file to memory file through one ``bytearray``, wiped after.
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._fds: List[int] = []
+        try:
+            for path in paths:
+                self._fds.append(self._copy(path))
+        except OSError:
+            self.close()
+            raise
+        self.paths = tuple("/proc/self/fd/%d" % fd for fd in self._fds)
+
+    @staticmethod
+    def _copy(path: str) -> int:
+        fd = os.memfd_create("usbip-tls-pem", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        chunk = bytearray(65536)
+        try:
+            with open(path, "rb", buffering=0) as source, memoryview(chunk) as view:
+                while True:
+                    size = source.readinto(chunk)
+                    if not size:
+                        break
+                    written = 0
+                    while written < size:
+                        written += os.write(fd, view[written:size])
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+        except OSError:
+            os.close(fd)
+            raise
+        finally:
+            wipe(chunk)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+class _Context:
+    """One :class:`ssl.SSLContext` of a pool and the key log it writes."""
+
+    __slots__ = ("ssl_context", "keylog")
+
+    def __init__(self, ssl_context: ssl.SSLContext, keylog: KeyLog) -> None:
+        self.ssl_context = ssl_context
+        self.keylog = keylog
 
 
 # -- configuration ---------------------------------------------------------------
@@ -149,36 +316,109 @@ class TlsConfig:
 
 
 class TlsEndpoint:
-    """An :class:`ssl.SSLContext` for USB/IP over kTLS and the key log behind it."""
+    """One end of USB/IP over kTLS: a pool of :class:`ssl.SSLContext`, each with its own key log.
+
+    A session takes a context from the pool (a new one if none is free) and
+    gives it back, its key log wiped, when it ends. The first context is made
+    here, so that a bad certificate, key or CA is an error now.
+    """
 
     def __init__(self, config: TlsConfig, server_side: bool) -> None:
         self.config = config
         self.server_side = server_side
-        self.keylog = KeyLog()
-        self.handshakes = 0
+        self._lock = threading.Lock()
+        self._contexts: List[_Context] = []
+        self._free: List[_Context] = []
+        self._open_randoms: Set[bytes] = set()
+        self._recent_randoms: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
         try:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+            self._material = _Material((config.cert, config.key, config.ca))
+        except OSError as err:
+            raise self._load_error(err) from None
+        try:
+            self._free.append(self._new_context())
+        except TlsError:
+            self._material.close()
+            raise
+
+    def _load_error(self, err: Exception) -> TlsError:
+        return TlsError("cannot load the TLS certificate, key or CA (%s, %s, %s): %s"
+                        % (self.config.cert, self.config.key, self.config.ca, err))
+
+    def _new_context(self) -> _Context:
+        cert, key, ca = self._material.paths
+        keylog = KeyLog()
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if self.server_side else ssl.PROTOCOL_TLS_CLIENT)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
             ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_cert_chain(config.cert, config.key)
-            ctx.load_verify_locations(cafile=config.ca)
+            ctx.load_cert_chain(cert, key)
+            ctx.load_verify_locations(cafile=ca)
+            if self.server_side:
+                ctx.num_tickets = 0
+            ctx.post_handshake_auth = False
+            ctx.keylog_filename = keylog.path
         except (OSError, ssl.SSLError) as err:
-            self.keylog.close()
-            raise TlsError("cannot load the TLS certificate, key or CA (%s, %s, %s): %s"
-                           % (config.cert, config.key, config.ca, err)) from None
-        if server_side:
-            ctx.num_tickets = 0
-        ctx.post_handshake_auth = False
-        ctx.keylog_filename = self.keylog.path
-        self.context = ctx
+            keylog.close()
+            raise self._load_error(err) from None
+        keylog.wipe()  # the header line :mod:`ssl` writes to a new key log
+        context = _Context(ctx, keylog)
+        self._contexts.append(context)
+        return context
+
+    @property
+    def handshakes(self) -> int:
+        """Sessions in progress (each holds a context until it ends)."""
+        return len(self._contexts) - len(self._free)
+
+    @property
+    def keylogs(self) -> Tuple[KeyLog, ...]:
+        """The key log of every context made so far, free or in use."""
+        return tuple(context.keylog for context in self._contexts)
 
     def session(self, server_hostname: Optional[str] = None) -> "TlsSession":
+        """A new connection's session; a server endpoint raises :class:`TlsBusy` when
+        ``max_handshakes`` sessions are in progress."""
         name = None if self.server_side else (self.config.server_name or server_hostname)
-        return TlsSession(self, name)
+        return TlsSession(self, self._acquire(), name)
+
+    def _acquire(self) -> _Context:
+        with self._lock:
+            if self.server_side and self.handshakes >= self.config.max_handshakes:
+                raise TlsBusy("too many TLS handshakes in progress (%d)" % self.config.max_handshakes)
+            if self._free:
+                return self._free.pop()
+            return self._new_context()
+
+    def _release(self, context: _Context, client_random: Optional[bytes]) -> None:
+        """A session ended: wipe its key log and give its context back."""
+        try:
+            context.keylog.wipe()
+        finally:
+            with self._lock:
+                if client_random is not None:
+                    self._open_randoms.discard(client_random)
+                self._free.append(context)
+
+    def _claim_random(self, client_random: bytes) -> None:
+        """Refuse a client random seen on a session in progress or recently (a replayed ClientHello)."""
+        with self._lock:
+            if client_random in self._open_randoms or client_random in self._recent_randoms:
+                raise TlsError("duplicate TLS client random (replayed ClientHello?)")
+            self._open_randoms.add(client_random)
+            self._recent_randoms[client_random] = None
+            if len(self._recent_randoms) > RECENT_RANDOMS:
+                self._recent_randoms.popitem(last=False)
 
     def close(self) -> None:
-        self.keylog.close()
+        """Wipe and close every key log and the certificate material (sessions still open fail)."""
+        with self._lock:
+            contexts, self._contexts, self._free = self._contexts, [], []
+        for context in contexts:
+            context.ssl_context.keylog_filename = None  # closes the context's own handle on the file
+            context.keylog.close()
+        self._material.close()
 
 
 def peer_names(cert: Optional[dict]) -> FrozenSet[str]:
@@ -241,34 +481,61 @@ class TlsSession:
     Raw bytes from the peer go to :meth:`receive`, which returns the plaintext
     they completed; :meth:`send` queues plaintext; :meth:`data_to_send` gives
     what to write. Records are counted per direction once the handshake is
-    done, which is what :meth:`kernel_keys` needs.
+    done, which is what :meth:`kernel_keys` needs. The session holds one
+    context of its endpoint's pool until :meth:`hand_over` or :meth:`close`
+    (or a failed handshake); then the SSL object is gone and only the peer's
+    names and the cipher's name remain.
     """
 
-    def __init__(self, endpoint: TlsEndpoint, server_hostname: Optional[str]) -> None:
+    def __init__(self, endpoint: TlsEndpoint, context: _Context, server_hostname: Optional[str]) -> None:
         self.endpoint = endpoint
-        self._in = ssl.MemoryBIO()
-        self._out = ssl.MemoryBIO()
-        self._ssl = endpoint.context.wrap_bio(self._in, self._out, server_side=endpoint.server_side,
-                                              server_hostname=server_hostname)
+        self._context: Optional[_Context] = context
         self._raw = bytearray()
         self._outgoing = bytearray()
         self._client_random: Optional[bytes] = None
+        self._random_claimed = False
+        self._peer_names: FrozenSet[str] = frozenset()
+        self._cipher = "?"
         self.established = False
         self.received_records = 0
         self.sent_records = 0
-        endpoint.handshakes += 1
-        self._counted = True
+        try:
+            self._in: Optional[ssl.MemoryBIO] = ssl.MemoryBIO()
+            self._out: Optional[ssl.MemoryBIO] = ssl.MemoryBIO()
+            self._ssl: Optional[ssl.SSLObject] = context.ssl_context.wrap_bio(
+                self._in, self._out, server_side=endpoint.server_side, server_hostname=server_hostname)
+        except BaseException:
+            self._done()
+            raise
         if not endpoint.server_side:
             self._handshake()
 
+    def _live(self) -> ssl.SSLObject:
+        if self._ssl is None:
+            raise TlsError("the TLS session has ended")
+        return self._ssl
+
     # bytes in ------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
-        """Take raw bytes from the peer; return the application data they complete."""
+        """Take raw bytes from the peer; return the application data they complete.
+
+        A :class:`TlsError` ends the session (nothing can follow a bad record).
+        """
+        self._live()
+        try:
+            return self._receive(data)
+        except TlsError:
+            self._done()
+            raise
+
+    def _receive(self, data: bytes) -> bytes:
         self._raw += data
         plain = bytearray()
         for record in _records(self._raw):
             if self._client_random is None and self.endpoint.server_side:
                 self._client_random = _client_random(record)
+                self.endpoint._claim_random(self._client_random)  # noqa: SLF001 - the endpoint's own session
+                self._random_claimed = True
             self._in.write(record)
             if not self.established:
                 self._handshake()
@@ -303,6 +570,8 @@ class TlsSession:
             raise TlsError("TLS handshake failed: %s" % (err.reason or err)) from None
         self._drain()
         self.established = True
+        self._peer_names = peer_names(self._ssl.getpeercert())
+        self._cipher = (self._ssl.cipher() or ("?",))[0]
         # Anything decrypted together with the last handshake record is application data.
         leftover = self._read()
         if leftover:
@@ -327,7 +596,7 @@ class TlsSession:
         """Encrypt application data (after the handshake)."""
         if not self.established:
             raise TlsError("TLS handshake not complete")
-        self._ssl.write(data)
+        self._live().write(data)
         before = len(self._outgoing)
         self._drain()
         self.sent_records += sum(1 for _record in _records(bytearray(self._outgoing[before:])))
@@ -346,53 +615,79 @@ class TlsSession:
     # identity and hand-over -------------------------------------------------------
     @property
     def peer_names(self) -> FrozenSet[str]:
-        return peer_names(self._ssl.getpeercert())
+        """The names of the peer's verified certificate (see :func:`peer_names`); empty before the handshake."""
+        return self._peer_names
 
     @property
     def cipher(self) -> str:
-        return (self._ssl.cipher() or ("?",))[0]
+        return self._cipher
 
-    def kernel_keys(self) -> Tuple[bytes, bytes]:
-        """The (TX, RX) ``crypto_info`` of this end, with the sequence numbers reached."""
+    def kernel_keys(self) -> Tuple[bytearray, bytearray]:
+        """The (TX, RX) ``crypto_info`` of this end, with the sequence numbers reached
+        (``bytearray`` objects the caller wipes)."""
         if not self.established or self._client_random is None:
             raise TlsError("TLS handshake not complete")
-        secrets = self.endpoint.keylog.secrets(self._client_random)
+        if self._context is None:
+            raise TlsError("the TLS session has ended")
+        secrets = self._context.keylog.secrets(self._client_random)
         try:
-            client, server = secrets["CLIENT_TRAFFIC_SECRET_0"], secrets["SERVER_TRAFFIC_SECRET_0"]
-        except KeyError:
-            raise TlsError("the TLS library logged no traffic secrets for this connection") from None
-        mine, theirs = (server, client) if self.endpoint.server_side else (client, server)
-        return (crypto_info(self.cipher, mine, self.sent_records),
-                crypto_info(self.cipher, theirs, self.received_records))
+            try:
+                client, server = secrets["CLIENT_TRAFFIC_SECRET_0"], secrets["SERVER_TRAFFIC_SECRET_0"]
+            except KeyError:
+                raise TlsError("the TLS library logged no traffic secrets for this connection") from None
+            mine, theirs = (server, client) if self.endpoint.server_side else (client, server)
+            tx = crypto_info(self._cipher, mine, self.sent_records)
+            try:
+                rx = crypto_info(self._cipher, theirs, self.received_records)
+            except BaseException:
+                wipe(tx)
+                raise
+            return tx, rx
+        finally:
+            for secret in secrets.values():
+                wipe(secret)
 
     def hand_over(self, sock: socket.socket) -> None:
-        """Install this session's keys in the kernel: from now on ``sock`` speaks TLS by itself."""
-        if self._raw or self._outgoing or self._in.pending:
-            raise TlsError("TLS bytes left in userspace; the kernel would lose them")
-        tx, rx = self.kernel_keys()
+        """Install this session's keys in the kernel: from now on ``sock`` speaks TLS by itself.
+
+        Whatever happens, the session ends here: its keys are wiped, its key
+        log emptied and its SSL object released.
+        """
         try:
+            self._live()
+            if self._raw or self._outgoing or self._in.pending:
+                raise TlsError("TLS bytes left in userspace; the kernel would lose them")
+            tx, rx = self.kernel_keys()
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
-            except OSError as err:
-                raise TlsError("cannot hand TLS to the kernel: %s" % err.strerror,
-                               hint="load the tls kernel module (modprobe tls)" if err.errno == errno.ENOENT
-                               else None) from None
-            try:
-                sock.setsockopt(SOL_TLS, TLS_TX, tx)
-                sock.setsockopt(SOL_TLS, TLS_RX, rx)
-            except OSError as err:
-                raise TlsError("the kernel cannot run %s: %s" % (self.cipher, err.strerror),
-                               hint="the kernel loads the cipher's crypto modules (such as gcm) on demand; load them "
-                               "if that is disabled here" if err.errno == errno.ENOENT else None) from None
+                self._install(sock, tx, rx)
+            finally:
+                wipe(tx)
+                wipe(rx)
         finally:
             self._done()
+
+    def _install(self, sock: socket.socket, tx: bytearray, rx: bytearray) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+        except OSError as err:
+            raise TlsError("cannot hand TLS to the kernel: %s" % err.strerror,
+                           hint="load the tls kernel module (modprobe tls)" if err.errno == errno.ENOENT
+                           else None) from None
+        try:
+            sock.setsockopt(SOL_TLS, TLS_TX, tx)
+            sock.setsockopt(SOL_TLS, TLS_RX, rx)
+        except OSError as err:
+            raise TlsError("the kernel cannot run %s: %s" % (self._cipher, err.strerror),
+                           hint="the kernel loads the cipher's crypto modules (such as gcm) on demand; load them "
+                           "if that is disabled here" if err.errno == errno.ENOENT else None) from None
 
     def close(self) -> None:
         self._done()
 
     def _done(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.endpoint.handshakes -= 1
-            if self.endpoint.handshakes == 0:
-                self.endpoint.keylog.forget()
+        """End the session: drop the SSL object and its buffers, wipe the key log, give the context back."""
+        context, self._context = self._context, None
+        self._ssl = self._in = self._out = None
+        if context is not None:
+            claimed = self._client_random if self._random_claimed else None
+            self.endpoint._release(context, claimed)  # noqa: SLF001 - the endpoint's own session
