@@ -8,8 +8,8 @@ local modules must not import it; it changes without notice.
 The stack under ``module_utils/usbip`` knows nothing about Ansible. This file
 is where a module body meets ``AnsibleModule``: every :class:`UsbipError` is
 turned into ``fail_json`` (message, hint, the sysfs changes already made), the
-kernel modules the drivers declare are loaded with ``modprobe``, and the
-before and after states become a diff.
+kernel modules the drivers declare are loaded with ``modprobe`` (in check mode,
+found with ``modprobe -n``), and the before and after states become a diff.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.kmod impor
 
 #: Kernel TLS, for USB/IP over TLS (``usbip.net.tls``); not a sysfs driver, so declared here.
 KTLS = KernelModule("tls", ("/sys/module/tls",))
+#: What a failed modprobe (a load, or its dry run in check mode) suggests.
+MODPROBE_HINT = "run as root; the module must exist for the running kernel (Debian: linux-image-$(uname -r))"
 
 
 def new_sysfs(check_mode: bool) -> Sysfs:
@@ -62,31 +64,42 @@ class Context:
     def load_kernel_modules(self, wanted: Iterable[KernelModule]) -> List[str]:
         """Load the modules not loaded yet (if the task allows it); returns their names.
 
-        In check mode nothing is loaded: the names say what would be, and the
-        sysfs reads as it would after the load. When loading is not allowed,
-        nothing is done here and the driver's own check fails later with the
-        ``modprobe`` hint.
+        In check mode nothing is loaded: ``modprobe -n`` resolves each module
+        for the running kernel as the load would, and fails the task as the
+        load would where it cannot; a module it finds is reported as one that
+        would be loaded, and the sysfs reads as it would after the load. When
+        loading is not allowed, nothing is done here and the driver's own check
+        fails later with the ``modprobe`` hint.
         """
         missing = self.missing_kernel_modules(wanted)
         if not missing or not self.module.params.get("load_kernel_modules", True):
             return []
         names = [m.name for m in missing]
-        if self.check_mode:
-            self.sysfs.assume_loaded(missing)
-            self.kernel_modules.extend(names)
-            return names
         modprobe = self.module.get_bin_path("modprobe", required=False, opt_dirs=["/sbin", "/usr/sbin"])
         if modprobe is None:
-            self.fail_msg("modprobe is not installed; cannot load %s" % ", ".join(names),
-                          hint="install kmod, or load the modules otherwise and set load_kernel_modules: false")
+            self._no_modprobe(names)
         for m in missing:
-            rc, out, err = self.module.run_command([modprobe] + m.modprobe_args())
-            if rc != 0:
-                self.fail_msg("modprobe %s failed (rc %d): %s" % (m.name, rc, (err or out).strip()),
-                              hint="run as root; the module must exist for the running kernel"
-                              " (Debian: linux-image-$(uname -r))")
+            self._modprobe(modprobe, m, names)
             self.kernel_modules.append(m.name)
+            if self.check_mode:
+                self.sysfs.assume_loaded([m])
         return names
+
+    def _modprobe(self, modprobe: str, module: KernelModule, names: List[str]) -> None:
+        """``modprobe`` the module, or in check mode its dry run (``-n``); fail as a load fails."""
+        try:
+            rc, out, err = self.module.run_command([modprobe] + module.modprobe_args(dry_run=self.check_mode),
+                                                   handle_exceptions=False)
+        except OSError:  # found a moment ago, gone or not executable now
+            self._no_modprobe(names)
+            return
+        if rc != 0:
+            self.fail_msg("modprobe %s failed (rc %d): %s" % (module.name, rc, (err or out).strip()),
+                          hint=MODPROBE_HINT)
+
+    def _no_modprobe(self, names: List[str]) -> None:
+        self.fail_msg("modprobe is not installed; cannot load %s" % ", ".join(names),
+                      hint="install kmod, or load the modules otherwise and set load_kernel_modules: false")
 
     def _changed_so_far(self) -> bool:
         """On failure: whether anything was really changed before it (never in check mode)."""

@@ -9,7 +9,8 @@
   raise its exceptions, which the modules must catch as their own.
 * :func:`run_module` calls a module's ``main()`` with arguments, the usual
   ``AnsibleExitJson``/``AnsibleFailJson`` way, with the module's sysfs
-  replaced by a fake one.
+  replaced by a fake one and ``modprobe`` by a fake that knows every module
+  but those in ``missing`` (or by a real executable: ``real_commands``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pkgutil
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import pytest
 
@@ -78,34 +79,70 @@ def _fail_json(self, msg, **kwargs):
     raise AnsibleFailJson(kwargs)
 
 
+#: What modprobe prints for a module the running kernel does not have (the real text, a made-up release).
+NOT_FOUND = "modprobe: FATAL: Module %s not found in directory /lib/modules/6.1.0-test"
+#: AnsibleModule.run_command itself, for runs that execute a real (fake) program.
+REAL_RUN_COMMAND = basic.AnsibleModule.run_command
+
+
 class ModuleRun:
-    """Runs a module's main() with a fake sysfs; records run_command calls."""
+    """Runs a module's main() with a fake sysfs and a fake modprobe.
+
+    ``commands`` records the commands run that change something (``modprobe
+    usbip-host``), ``probes`` the dry runs (``modprobe -n usbip-host``), which
+    check mode runs and which load nothing. ``missing`` names the modules (as
+    modprobe is given them) that the fake modprobe does not find, in a load and
+    in a dry run alike; ``command_rc`` fails every load (not the dry runs, which
+    need no root); ``installed = False`` makes modprobe absent from the target.
+    """
 
     def __init__(self, monkeypatch) -> None:
         self.monkeypatch = monkeypatch
         self.sysfs = None
         self.commands = []
+        self.probes = []
         self.command_rc = 0
+        self.missing = set()
+        self.installed = True
         monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
         monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
         monkeypatch.setattr(basic.AnsibleModule, "run_command",
                             lambda module, args, **kw: self._run_command(args, **kw))
-        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: "/sbin/" + name)
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
+                            lambda module, name, *a, **kw: "/sbin/" + name if self.installed else None)
 
     def _run_command(self, args, **kwargs):
-        self.commands.append(list(args))
-        return self.command_rc, "", "" if self.command_rc == 0 else "modprobe: FATAL: Module not found"
+        args = list(args)
+        dry_run = args[1:2] == ["-n"]
+        (self.probes if dry_run else self.commands).append(args)
+        name = args[2 if dry_run else 1]
+        if name in self.missing:
+            return 1, "", NOT_FOUND % name
+        if self.command_rc != 0 and not dry_run:
+            return self.command_rc, "", "modprobe: ERROR: could not insert '%s': Operation not permitted" % name
+        return 0, "", ""
 
-    def __call__(self, module: Any, args: Dict[str, Any], sysfs_factory: Callable[[bool], Any],
+    def real_commands(self, bin_dir) -> None:
+        """Run commands for real, ``modprobe`` being ``<bin_dir>/modprobe`` (which need not exist)."""
+        self.monkeypatch.setattr(basic.AnsibleModule, "run_command", REAL_RUN_COMMAND)
+        self.monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
+                                 lambda module, name, *a, **kw: os.path.join(str(bin_dir), name))
+
+    def __call__(self, module: Any, args: Dict[str, Any], sysfs_factory: Optional[Callable[[bool], Any]],
                  check_mode: bool = False, diff: bool = False) -> Dict[str, Any]:
-        """Run; returns the exit_json result (with ``failed`` set on fail_json)."""
+        """Run; returns the exit_json result (with ``failed`` set on fail_json).
+
+        ``sysfs_factory`` replaces ``_usbip_module.new_sysfs``; None keeps the
+        module's own, which chooses the dry run.
+        """
         from ansible_collections.usbip.usbip.plugins.module_utils import _usbip_module
 
         def factory(dry_run: bool):
             self.sysfs = sysfs_factory(dry_run)
             return self.sysfs
 
-        self.monkeypatch.setattr(_usbip_module, "new_sysfs", factory)
+        if sysfs_factory is not None:
+            self.monkeypatch.setattr(_usbip_module, "new_sysfs", factory)
         full = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
         with patch_module_args(full):
             try:

@@ -21,6 +21,9 @@ def test_each_driver_declares_its_module_by_the_path_it_uses():
 def test_modprobe_arguments():
     assert host.KERNEL_MODULE.modprobe_args() == ["usbip-host"]
     assert vudc.kernel_module(4).modprobe_args() == ["usbip-vudc", "num=4"]
+    # The dry run is the same command with -n: it resolves what the load would, and loads nothing.
+    assert vudc.kernel_module(4).modprobe_args(dry_run=True) == ["-n", "usbip-vudc", "num=4"]
+    assert gadget.function_module("acm").modprobe_args(dry_run=True) == ["-n", "usbfunc:acm"]
     assert gadget.function_module("mass_storage").modprobe_args() == ["usbfunc:mass_storage"]
     assert gadget.function_module("gser").name == "usb_f_serial"
     assert gadget.function_module("ffs").probes == ("/sys/module/usb_f_fs",)

@@ -10,7 +10,8 @@ driver's paths and its module's name cannot drift apart.
 
 :class:`AfterLoad` is how a dry run plans past a module it has not loaded: the
 drivers read the tree as it would be with the module in place, and so plan
-the same changes a real run makes, instead of the caller guessing them.
+the same changes a real run makes, instead of the caller guessing them. Only a
+module that ``modprobe -n`` finds is assumed so (``modprobe_args(dry_run=True)``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ class KernelModule:
     alias: Optional[str] = None
     creates: Tuple[str, ...] = ()
 
-    def modprobe_args(self) -> List[str]:
-        """The arguments after ``modprobe``."""
-        return [self.alias or self.name] + list(self.args)
+    def modprobe_args(self, dry_run: bool = False) -> List[str]:
+        """The arguments after ``modprobe``.
+
+        ``dry_run`` adds ``-n``: modprobe then resolves the module and its
+        dependencies for the running kernel without loading anything, and fails
+        as the load would where the module does not exist. A check mode asks
+        this before it plans past the load.
+        """
+        return (["-n"] if dry_run else []) + [self.alias or self.name] + list(self.args)
 
     def loaded(self, sysfs: Sysfs) -> bool:
         return any(sysfs.exists(path) for path in self.probes)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import pytest
+from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import MODPROBE_HINT
 from ansible_collections.usbip.usbip.plugins.modules import usbip_bind
 from fake_usb import ACM, BAD_BUSIDS, BIND_17_1, DEVICES, HOST, UNBIND_17_1, XHCI, FakeSysfs
 
@@ -189,6 +190,7 @@ def test_check_mode_reports_the_module_it_would_load(run_module, unloaded):
     result = run(run_module, unloaded, {"busid": "17-1"}, check_mode=True, diff=True)
     assert result["changed"] is True and result["kernel_modules"] == ["usbip-host"]
     assert run_module.commands == [] and result["diff"]["after"] == AFTER
+    assert run_module.probes == [["/sbin/modprobe", "-n", "usbip-host"]]  # found, not loaded
 
 
 def test_check_mode_plans_the_writes_of_a_bind_after_the_module_load(run_module, unloaded):
@@ -212,10 +214,75 @@ def test_the_module_is_loaded_with_modprobe(run_module, unloaded):
 def test_a_failed_modprobe_is_reported_with_a_hint(run_module, unloaded):
     run_module.command_rc = 1
     result = run(run_module, unloaded, {"busid": "17-1"})
-    assert result["failed"] and result["msg"].startswith("modprobe usbip-host failed (rc 1): modprobe: FATAL")
+    assert result["failed"] and result["msg"].startswith("modprobe usbip-host failed (rc 1): modprobe: ERROR")
     assert "run as root" in result["hint"] and result["changed"] is False
 
 
-def test_absent_needs_no_module(run_module, unloaded):
-    result = run(run_module, unloaded, {"busid": "17-1", "state": "absent"})
-    assert result["changed"] is False and run_module.commands == []
+def test_check_mode_fails_as_the_real_run_where_the_module_does_not_exist(run_module, unloaded):
+    run_module.missing = {"usbip-host"}
+    check = run(run_module, unloaded, {"busid": "17-1"}, check_mode=True, diff=True)
+    assert run_module.probes == [["/sbin/modprobe", "-n", "usbip-host"]] and run_module.commands == []
+    real = run(run_module, unloaded, {"busid": "17-1"})
+    assert run_module.commands == [["/sbin/modprobe", "usbip-host"]]
+    for result in (check, real):
+        assert result["failed"] and result["changed"] is False
+        assert result["msg"] == ("modprobe usbip-host failed (rc 1): modprobe: FATAL: Module usbip-host not found in"
+                                 " directory /lib/modules/6.1.0-test (%s)" % MODPROBE_HINT)
+        assert result["hint"] == MODPROBE_HINT
+        assert result["kernel_modules"] == [] and result["sysfs_changes"] == [] and "diff" not in result
+    assert not unloaded.host_path(HOST).exists()
+
+
+# A modprobe for a kernel that has the modules in KNOWN; it appends its arguments to ./calls.
+FAKE_MODPROBE = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls"
+for arg; do
+    case "$arg" in
+    -*) ;;
+    KNOWN) exit 0 ;;
+    *) echo "modprobe: FATAL: Module $arg not found in directory /lib/modules/6.1.0-test" >&2; exit 1 ;;
+    esac
+done
+"""
+
+
+def fake_modprobe(bin_dir, known):
+    bin_dir.mkdir()
+    script = bin_dir / "modprobe"
+    script.write_text(FAKE_MODPROBE.replace("KNOWN", "|".join(known) or "''"))
+    script.chmod(0o755)
+    return bin_dir / "calls"
+
+
+def test_check_mode_runs_modprobe_n_for_real(run_module, unloaded, tmp_path):
+    calls = fake_modprobe(tmp_path / "bin", ["usbip-host"])
+    run_module.real_commands(tmp_path / "bin")
+    result = run(run_module, unloaded, {"busid": "17-1"}, check_mode=True)
+    assert not result.get("failed") and result["changed"] is True and result["kernel_modules"] == ["usbip-host"]
+    assert calls.read_text() == "-n usbip-host\n"
+    assert result["sysfs_changes"] == [{"op": c.op, "path": c.path, "value": c.value} for c in BIND_17_1]
+
+
+def test_a_kernel_without_the_module_fails_check_mode_as_the_real_run(run_module, unloaded, tmp_path):
+    calls = fake_modprobe(tmp_path / "bin", [])
+    run_module.real_commands(tmp_path / "bin")
+    check = run(run_module, unloaded, {"busid": "17-1"}, check_mode=True)
+    real = run(run_module, unloaded, {"busid": "17-1"})
+    assert calls.read_text() == "-n usbip-host\nusbip-host\n"
+    assert check["failed"] and real["failed"] and check["msg"] == real["msg"]
+    assert check["msg"].startswith("modprobe usbip-host failed (rc 1): modprobe: FATAL: Module usbip-host not found")
+    assert check["changed"] is real["changed"] is False and check["kernel_modules"] == real["kernel_modules"] == []
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("how", ["not installed", "gone when run"])
+def test_without_modprobe_on_the_target_one_line_says_so(run_module, unloaded, tmp_path, check_mode, how):
+    if how == "not installed":
+        run_module.installed = False
+    else:
+        run_module.real_commands(tmp_path / "no-such-bin")  # found by name, then not there: FileNotFoundError
+    result = run(run_module, unloaded, {"busid": "17-1"}, check_mode=check_mode)
+    assert result["failed"] and result["changed"] is False and "\n" not in result["msg"]
+    assert result["msg"] == ("modprobe is not installed; cannot load usbip-host (install kmod, or load the modules"
+                             " otherwise and set load_kernel_modules: false)")
+    assert result["kernel_modules"] == [] and result["sysfs_changes"] == []

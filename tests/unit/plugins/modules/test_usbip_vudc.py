@@ -133,6 +133,8 @@ def test_modules_are_loaded_for_the_functions_and_the_udc(run_module, fake, imag
     check = run(run_module, fake, args(image, udc="usbip-vudc.3"), check_mode=True, diff=True)
     assert check["changed"] is True and check["kernel_modules"] == ["usb_f_mass_storage", "usbip-vudc"]
     assert run_module.commands == [] and check["diff"]["before"] == "(absent)\n"
+    assert run_module.probes == [["/sbin/modprobe", "-n", "usbfunc:mass_storage"],
+                                 ["/sbin/modprobe", "-n", "usbip-vudc", "num=4"]]
     assert "udc: usbip-vudc.3" in check["diff"]["after"]
     # The plan is the driver's: the whole gadget, bound to the UDC the load would make.
     assert check["sysfs_changes"][0] == {"op": "mkdir", "path": GADGETS + "/g1", "value": ""}
