@@ -16,7 +16,11 @@ description:
     becomes a device of that controller.
   - Attributes that are not given are not managed; functions that are not listed are removed from the gadget.
     Changes are made in the order configfs requires (the gadget is unbound first when its tree must change).
-  - In check mode nothing is written; the planned configfs changes are returned in RV(sysfs_changes).
+  - Every option is checked before anything is loaded or written, in check mode too; so is the UDC, which must
+    exist unless a module that O(load_kernel_modules) loads makes it.
+  - In check mode nothing is written; the planned configfs changes are returned in RV(sysfs_changes), the modules
+    that would be loaded in RV(kernel_modules). Each of those is looked up with C(modprobe -n), so that a module the
+    running kernel lacks fails check mode as it fails the real run.
   - The diff shows the managed part of the gadget tree (descriptor fields, strings, functions and their
     attributes) and the UDC it is bound to.
   - Needs configfs mounted on C(/sys/kernel/config), the C(libcomposite) kernel module, each function's
@@ -39,10 +43,11 @@ options:
     default: present
   udc:
     description:
-      - The USB device controller to bind the gadget to, C(usbip-vudc.N) for device mode (C(/sys/class/udc) lists
-        them). Required with O(state=present).
-      - With O(load_kernel_modules), C(usbip-vudc) is loaded with C(num=N+1) instances for C(usbip-vudc.N), and
-        C(dummy_hcd) for C(dummy_udc.N).
+      - The USB device controller to bind the gadget to, C(usbip-vudc.N) for device mode, by the name
+        C(/sys/class/udc) lists (one path component). Required with O(state=present).
+      - It must exist and be free (or bound to this gadget already). With O(load_kernel_modules), C(usbip-vudc) is
+        loaded with C(num=N+1) instances for C(usbip-vudc.N), and C(dummy_hcd) for C(dummy_udc.N), when the module
+        is not loaded yet; a module loaded already with fewer instances is not reloaded, and the task fails.
     type: str
   id_vendor:
     description: idVendor, as four hex digits (V('1209')) or an integer. Required with O(state=present).
@@ -90,10 +95,12 @@ options:
     suboptions:
       type:
         description:
-          - Function type, the C(usb_f_*) module's name (V(mass_storage), V(acm), V(hid); others work without
-            attributes).
+          - Function type, as configfs names it (its module is loaded through the alias C(usbfunc:<type>)).
+          - V(mass_storage) and V(hid) have the attributes below; the others are created without attributes.
         type: str
         required: true
+        choices: [acm, ecm, eem, ffs, geth, gser, hid, mass_storage, midi, midi2, ncm, obex, phonet, printer, rndis,
+                  tcm, uac1, uac1_legacy, uac2, uvc]
       instance:
         description: Instance name; the function's directory is C(<type>.<instance>).
         type: str
@@ -247,14 +254,11 @@ FUNCTION_OPTIONS = _function_options()
 # The argument type of each attribute value type (report_desc: hex digits), and options that are paths.
 _ARG_TYPES = {bool: "bool", int: "int", str: "str", bytes: "str"}
 _PATH_OPTIONS = ("file",)
-_FUNCTION_TYPE = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,30}")
 
 
 def function_spec(entry):
-    kind, instance = entry["type"], entry["instance"]
-    if not isinstance(kind, str) or not _FUNCTION_TYPE.fullmatch(kind):
-        raise InvalidArgument("invalid function type %r" % (kind,))
+    kind, instance = entry["type"], entry["instance"]  # the type is one of the argument spec's choices
     if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
         raise InvalidArgument("invalid instance %r of function %s" % (instance, kind))
     attrs = {}
@@ -336,10 +340,23 @@ def kernel_modules_for(spec, udc):
     return wanted + [udc_module] if udc_module is not None else wanted
 
 
+def check_udc(ctx, gadgets, spec, udc):
+    """Before any module is loaded: the UDC exists and is free, unless a load this task makes creates it.
+
+    ``ensure`` checks it again after the loads; checking here too keeps a task
+    that must fail from loading modules first, in check mode and real runs alike.
+    """
+    udc_module = gadget.udc_module(udc)
+    if udc_module is None or not ctx.module.params["load_kernel_modules"] or udc_module.loaded(ctx.sysfs):
+        gadgets.check_udc(udc, spec.name)
+
+
 def converge(ctx):
     params = ctx.module.params
     gadgets = GadgetDriver(ctx.sysfs)
     name = params["name"]
+    # Every value is checked before anything is loaded, read or written.
+    udc = gadget.udc_name(params["udc"]) if params["udc"] is not None else None
     if params["state"] == "absent":
         try:
             current = gadgets.read(name)
@@ -347,6 +364,8 @@ def converge(ctx):
             current = None  # no configfs gadgets at all: nothing to remove
         if current is None:
             result = {"changed": False, "gadget": None}
+            if ctx.diff_mode:
+                result["diff"] = diff("(absent)\n", "(absent)\n", "gadget %s" % name)
         else:
             before = view(current, current, gadgets.bound_udc(name))
             gadgets.remove(name)
@@ -355,12 +374,8 @@ def converge(ctx):
                 result["diff"] = diff(before, "(absent)\n", "gadget %s" % name)
         return result
 
-    try:
-        gadgets.read(name)  # validates the name before anything is loaded or written
-    except DriverNotLoaded:
-        pass
-    spec = gadget_spec(params)
-    udc = params["udc"]
+    spec = gadget.checked(gadget_spec(params))
+    check_udc(ctx, gadgets, spec, udc)
     # In check mode the modules that would be loaded read as loaded: ensure() plans every change.
     ctx.load_kernel_modules(kernel_modules_for(spec, udc))
     before_spec = gadgets.read(spec.name)
@@ -384,7 +399,8 @@ def converge(ctx):
 
 
 def main():
-    function_options = dict(type=dict(type="str", required=True), instance=dict(type="str", default="0"))
+    function_options = dict(type=dict(type="str", required=True, choices=sorted(gadget.FUNCTION_MODULES)),
+                            instance=dict(type="str", default="0"))
     for option, _attr, _kinds, value_type in FUNCTION_OPTIONS:
         function_options[option] = dict(type="path" if option in _PATH_OPTIONS else _ARG_TYPES[value_type])
     module = AnsibleModule(

@@ -9,6 +9,8 @@ from ansible_collections.usbip.usbip.plugins.modules import usbip_vudc
 from fake_configfs import GADGETS, FakeConfigfs
 from fake_usb import GVUDC_DESC
 
+from usbip.sysfs import gadget
+
 KEYBOARD = "05010906a101050719e029e71500250175019508810295017508810395058102c0"
 LOADED = ["/sys/module/libcomposite", "/sys/module/usb_f_mass_storage", "/sys/module/usb_f_acm",
           "/sys/module/usb_f_hid", "/sys/bus/platform/drivers/usbip-vudc", "/sys/module/dummy_hcd"]
@@ -103,17 +105,121 @@ def test_a_hid_function_with_a_report_descriptor(run_module, fake, image):
     ({"functions": [{"type": "mass_storage", "file": "/no/such/file"}]}, "backing file /no/such/file of"),
     ({"functions": [{"type": "mass_storage", "file": "rel.img"}]}, "must be an absolute path"),
     ({"functions": [{"type": "hid", "report_desc": "zz"}]}, "invalid report_desc of hid.0"),
-    ({"functions": [{"type": "../acm"}]}, "invalid function type '../acm'"),
+    ({"functions": [{"type": "../acm"}]}, "value of type must be one of: acm, ecm, eem, ffs, geth, gser, hid, "),
+    ({"functions": [{"type": "foo"}]}, "got: foo found in functions"),
+    ({"functions": [{"type": "usb_f_acm"}]}, "got: usb_f_acm found in functions"),
     ({"functions": [{"type": "acm", "instance": "a/b"}]}, "invalid instance 'a/b'"),
     ({"udc": "usbip-vudc.9"}, "no UDC named usbip-vudc.9 (available: dummy_udc.0, usbip-vudc.0)"),
+    ({"udc": "../x"}, "invalid UDC name '../x'"),
+    ({"udc": "usbip-vudc.0/../x"}, "invalid UDC name 'usbip-vudc.0/../x'"),
+    ({"udc": "usbip-vudc..0"}, "invalid UDC name 'usbip-vudc..0'"),
+    ({"udc": "udc\n"}, "invalid UDC name 'udc\\n'"),
+    ({"udc": "u" * 65}, "invalid UDC name"),
+    ({"udc": "fe980000.usb"}, "no UDC named fe980000.usb (available: dummy_udc.0, usbip-vudc.0)"),
 ])
 def test_bad_parameters_fail_and_write_nothing(run_module, fake, image, changes, error):
     before = fake.snapshot()
     for check_mode in (False, True):
         result = run(run_module, fake, args(image, **changes), check_mode=check_mode)
         assert result["failed"] and error in result["msg"], result["msg"]
-        assert result["changed"] is False and run_module.journal == []
+        assert not result.get("changed") and run_module.journal == []
     assert fake.snapshot() == before
+
+
+@pytest.fixture
+def bare(fake):
+    """The fake without any gadget module loaded: a bad task must fail before it loads one."""
+    for path in LOADED:
+        fake.host(path).rmdir()
+    return fake
+
+
+@pytest.mark.parametrize("changes, error", [
+    ({"udc": "../x"}, "invalid UDC name '../x'"),
+    ({"udc": "fe980000.usb"}, "no UDC named fe980000.usb (available: dummy_udc.0, usbip-vudc.0)"),
+    ({"functions": [{"type": "foo"}]}, "got: foo found in functions"),
+    ({"bcd_device": "0x0a00"}, "not binary-coded decimal"),
+    ({"name": "../g"}, "invalid gadget name '../g'"),
+    ({"manufacturer": "two\nlines"}, "invalid manufacturer"),
+])
+def test_bad_parameters_fail_before_any_module_is_loaded(run_module, bare, image, changes, error):
+    before = bare.snapshot()
+    results = [run(run_module, bare, args(image, **changes), check_mode=check_mode) for check_mode in (True, False)]
+    assert run_module.commands == run_module.probes == []
+    for result in results:
+        assert result["failed"] and error in result["msg"], result["msg"]
+        # The argument spec's refusals come before any run, so without a run's keys.
+        assert result.get("changed", False) is False and not result.get("kernel_modules")
+        assert not result.get("sysfs_changes")
+    assert results[0]["msg"] == results[1]["msg"] and bare.snapshot() == before
+
+
+def test_a_udc_is_checked_before_the_modules_unless_their_load_makes_it(run_module, bare, image):
+    """usbip-vudc.0 exists in the fake; usbip-vudc.5 would be made by loading usbip-vudc with num=6."""
+    check = run(run_module, bare, args(image, udc="usbip-vudc.5"), check_mode=True)
+    assert check["changed"] is True and check["kernel_modules"][-1] == "usbip-vudc"
+    assert run_module.probes[-1] == ["/sbin/modprobe", "-n", "usbip-vudc", "num=6"]
+    bare.host("/sys/bus/platform/drivers/usbip-vudc").mkdir(parents=True)  # loaded already: no load makes it
+    for check_mode in (True, False):
+        result = run(run_module, bare, args(image, udc="usbip-vudc.5"), check_mode=check_mode)
+        assert result["failed"] and result["msg"].startswith("no UDC named usbip-vudc.5 (available: ")
+        assert result["kernel_modules"] == [] and result["changed"] is False
+    without_loading = run(run_module, bare, args(image, udc="usbip-vudc.5", load_kernel_modules=False))
+    assert without_loading["failed"] and without_loading["msg"].startswith("no UDC named usbip-vudc.5")
+
+
+def test_a_missing_function_module_fails_check_mode_as_the_real_run(run_module, bare, image):
+    run_module.missing = {"usbfunc:acm"}
+    check = run(run_module, bare, args(image), check_mode=True)
+    real = run(run_module, bare, args(image))
+    assert check["failed"] and real["failed"] and check["msg"] == real["msg"]
+    assert check["msg"].startswith("modprobe usb_f_acm failed (rc 1): modprobe: FATAL: Module usbfunc:acm not found")
+    # The modules before it: found in check mode, loaded in the real run; none after it.
+    assert check["kernel_modules"] == real["kernel_modules"] == ["usb_f_mass_storage"]
+    assert check["changed"] is False and real["changed"] is True and check["sysfs_changes"] == []
+
+
+def test_check_mode_changes_come_with_what_would_change(run_module, fake, image):
+    """changed: true in check mode always lists the planned writes or loads, and the diff shows them."""
+    def check(module_args):
+        result = run(run_module, fake, module_args, check_mode=True, diff=True)
+        assert not result.get("failed"), result["msg"]
+        if result["changed"]:
+            assert result["sysfs_changes"] or result["kernel_modules"]
+            assert result["diff"]["before"] != result["diff"]["after"] or result["kernel_modules"]
+        else:
+            assert result["sysfs_changes"] == result["kernel_modules"] == []
+            assert result["diff"]["before"] == result["diff"]["after"]
+        return result
+
+    assert check(args(image))["changed"] is True
+    run(run_module, fake, args(image))
+    assert check(args(image))["changed"] is False
+    assert check(args(image, product="renamed"))["sysfs_changes"][-2:] == [
+        {"op": "write", "path": GADGETS + "/g1/strings/0x409/product", "value": "renamed"},
+        {"op": "write", "path": GADGETS + "/g1/UDC", "value": "usbip-vudc.0"}]
+    assert check(args(image, udc="dummy_udc.0"))["sysfs_changes"] == [
+        {"op": "write", "path": GADGETS + "/g1/UDC", "value": "\n"},
+        {"op": "write", "path": GADGETS + "/g1/UDC", "value": "dummy_udc.0"}]
+    assert check(args(image, functions=[{"type": "acm"}, {"type": "gser"}]))["changed"] is True
+    assert check({"name": "g1", "state": "absent"})["sysfs_changes"][-1] == {
+        "op": "rmdir", "path": GADGETS + "/g1", "value": ""}
+    assert check({"name": "g2", "state": "absent"})["changed"] is False
+
+
+def test_absent_refuses_a_bad_udc_too(run_module, fake):
+    result = run(run_module, fake, {"name": "g1", "state": "absent", "udc": "../x"}, check_mode=True)
+    assert result["failed"] and result["msg"] == "invalid UDC name '../x'"
+
+
+def test_the_function_types_are_gadget_py_table():
+    """The documented choices, the argument spec's and the types sysfs/gadget.py checks are one list."""
+    import yaml
+
+    doc = yaml.safe_load(usbip_vudc.DOCUMENTATION)
+    documented = doc["options"]["functions"]["suboptions"]["type"]["choices"]
+    assert documented == sorted(gadget.FUNCTION_MODULES)
+    assert set(gadget.FUNCTION_ATTRS) <= set(documented)
 
 
 def test_required_for_present(run_module, fake):
