@@ -25,6 +25,7 @@ from usbip.protocol import (
     decode_reply,
     decode_request,
 )
+from usbip.protocol.constants import MAX_DEVICES, MAX_DEVLIST_REPLY, MAX_INTERFACES
 
 from .vectors import (
     DEVICE,
@@ -267,3 +268,48 @@ def test_failed_devlist_reply_cannot_carry_devices():
 def test_undefined_status():
     with pytest.raises(BadValue):
         ImportReply(9).encode()
+
+
+def _with_interfaces(count: int):
+    """DEVICE's record announcing ``count`` interfaces, and the device those records decode to."""
+    from usbip.device import UsbInterface
+
+    interfaces = tuple(UsbInterface(0xFF, n & 0xFF, 0) for n in range(count))
+    return dataclasses.replace(DEVICE, num_interfaces=count, interfaces=interfaces)
+
+
+def _devlist_wire(*devices) -> bytes:
+    """A DEVLIST reply as a server that ignores our caps would send it."""
+    from usbip.protocol.records import encode_device
+
+    return (bytes.fromhex("0111 0005 00000000") + len(devices).to_bytes(4, "big")
+            + b"".join(encode_device(d, with_interfaces=True) for d in devices))
+
+
+def test_a_device_with_the_kernels_most_interfaces_is_read():
+    device = _with_interfaces(MAX_INTERFACES)
+    assert MAX_INTERFACES == 32  # USB_MAXINTERFACES, include/linux/usb.h
+    assert decode_reply(_devlist_wire(device), DevlistRequest()).devices == (device,)
+
+
+@pytest.mark.parametrize("count", [MAX_INTERFACES + 1, 255])
+def test_a_device_with_more_interfaces_than_the_kernel_keeps_is_refused(count):
+    with pytest.raises(BadCount, match="device 1-1 claims %d interfaces, the limit is 32" % count):
+        decode_reply(_devlist_wire(DEVICE, _with_interfaces(count)), DevlistRequest())
+    # a server of ours cannot send one either
+    with pytest.raises(BadCount, match="1-1: %d interfaces exceed the limit of 32" % count):
+        DevlistReply((_with_interfaces(count),)).encode()
+
+
+def test_the_longest_devlist_reply_is_the_product_of_the_kernel_limits():
+    one = len(_devlist_wire(_with_interfaces(MAX_INTERFACES))) - 12  # a record and its interface records
+    assert MAX_DEVLIST_REPLY == 12 + MAX_DEVICES * one == 3604492
+
+
+def test_devices_of_one_kind_share_their_interfaces():
+    twin = dataclasses.replace(DEVICE, busid="1-2")
+    other = _with_interfaces(3)
+    devices = decode_reply(_devlist_wire(DEVICE, twin, other, DEVICE), DevlistRequest()).devices
+    assert devices == (DEVICE, twin, other, DEVICE)
+    assert devices[0].interfaces is devices[1].interfaces is devices[3].interfaces
+    assert devices[2].interfaces is not devices[0].interfaces

@@ -283,23 +283,29 @@ def test_a_long_devlist_reply_is_parsed_once_whatever_the_segments(monkeypatch):
     from usbip.protocol import reader as reader_module
 
     wire = _big_devlist(512, 32)
-    parsed = []
-    real = reader_module.read_device
+    started, finished = [], []
+    real = reader_module.read_devlist_device
 
-    def counting(cursor, with_interfaces):
-        parsed.append(cursor.offset)
-        return real(cursor, with_interfaces)
+    def counting(cursor, seen):
+        started.append(cursor.offset)
+        device = real(cursor, seen)
+        finished.append(device.busid)
+        return device
 
-    monkeypatch.setattr(reader_module, "read_device", counting)
+    monkeypatch.setattr(reader_module, "read_devlist_device", counting)
     reader = ReplyReader(DevlistRequest())
     got = NEED_DATA
+    buffered = []
     for start in range(0, len(wire), 4096):  # 40 segments
         reader.feed(wire[start:start + 4096])
         got = reader.next_message()
+        buffered.append(len(reader.trailing_data))
     assert got == decode_reply(wire, DevlistRequest())
     # each record read once, plus at most one read cut short per segment (re-parsing: ~10,000 reads)
-    assert len(set(parsed)) == 512
-    assert len(parsed) <= 512 + len(wire) // 4096 + 1
+    assert len(finished) == 512
+    assert len(started) <= 512 + len(wire) // 4096 + 1
+    # the records taken are dropped: never more than one segment and one record wait in the buffer
+    assert max(buffered) < 4096 + 312 + 32 * 4
 
 
 def test_a_bad_record_in_a_long_devlist_fails_as_soon_as_its_bytes_are_there():
@@ -324,3 +330,25 @@ def test_a_devlist_reader_reads_a_second_reply_from_scratch():
     assert reader.next_message() is NEED_DATA
     reader.feed(wire[20:])
     assert len(reader.next_message().devices) == 3
+
+
+def test_a_record_with_too_many_interfaces_fails_without_waiting_for_the_rest():
+    from usbip.protocol.records import encode_device
+
+    from .test_control import _with_interfaces
+
+    # The header promises 8192 devices; the first record claims 255 interfaces.
+    wire = bytes.fromhex("0111 0005 00000000 00002000") + encode_device(_with_interfaces(255), with_interfaces=True)
+    reader = ReplyReader(DevlistRequest())
+    reader.feed(wire)
+    with pytest.raises(BadCount, match="claims 255 interfaces, the limit is 32"):
+        reader.next_message()
+    with pytest.raises(BadCount):  # the framing is lost for good
+        reader.next_message()
+
+
+def test_a_count_past_the_cap_fails_on_the_header():
+    reader = ReplyReader(DevlistRequest())
+    reader.feed(bytes.fromhex("0111 0005 00000000 00002001"))
+    with pytest.raises(BadCount, match="claims 8193 devices, the limit is 8192"):
+        reader.next_message()

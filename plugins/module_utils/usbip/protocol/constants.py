@@ -25,8 +25,27 @@ MAX_DEVICES = 64 * 128
 
 Linux numbers at most 64 buses with 128 addresses each (usbfs's
 ``USB_DEVICE_MAX``), so a longer list cannot describe real devices; the cap
-stops a hostile count from making a reader wait for gigabytes.  The
-per-device interface count needs no cap: it is a single byte.
+stops a hostile count from making a reader wait for gigabytes.
+"""
+
+MAX_INTERFACES = 32
+"""Upper bound for ``bNumInterfaces`` of a device record in OP_REP_DEVLIST.
+
+The kernel's ``USB_MAXINTERFACES`` (include/linux/usb.h): when it parses a
+configuration it keeps at most that many interfaces and stores the number it
+kept in ``bNumInterfaces``, which is what sysfs shows and what a server
+(usbipd of the C tools or ours) reads and sends, one 4-byte record each. The
+field is a byte, so without this cap a record could announce 255.
+"""
+
+MAX_DEVLIST_REPLY = 8 + 4 + MAX_DEVICES * (312 + 4 * MAX_INTERFACES)
+"""The longest OP_REP_DEVLIST a real server can send: 3,604,492 bytes.
+
+Header and count, then :data:`MAX_DEVICES` records of 312 bytes, each with
+:data:`MAX_INTERFACES` interface records. Both factors are limits of the
+kernel, so every real server fits; a reply is refused as soon as its count
+or a record's interface count goes past them, before anything is kept for
+what would follow.
 """
 
 MAX_ISO_PACKETS = 1024

@@ -24,16 +24,17 @@ from .constants import Direction, Status
 from .control import (
     DevlistReply,
     DevlistRequest,
+    InterfaceLists,
     Reply,
     Request,
     read_devlist_count,
+    read_devlist_device,
     read_reply,
     read_reply_head,
     read_request,
 )
 from .errors import ProtocolError, Truncated, UnexpectedMessage
 from .fields import Cursor
-from .records import read_device
 from .urb import CmdSubmit, RetSubmit, RetUnlink, UrbCommand, UrbReturn, read_command, read_return
 
 M = TypeVar("M")
@@ -97,15 +98,19 @@ class ReplyReader(_Reader[Reply]):
     from its start on every segment it would cost the square of its size. Its
     device records are therefore taken one by one as each completes, and the
     reader resumes after the last one: every byte is parsed once, and a bad
-    record fails as soon as it is whole, as it would in a full parse.
+    record fails as soon as it is whole, as it would in a full parse. The
+    bytes of the records taken are dropped at once, so the buffer holds at
+    most one segment and one record, whatever the length of the reply; the
+    caps on the device count and on each record's interfaces are checked as
+    their bytes arrive (see :data:`~usbip.protocol.constants.MAX_DEVLIST_REPLY`).
     """
 
     def __init__(self, request: Request) -> None:
         super().__init__(lambda cursor: read_reply(cursor, request))
         self._request = request
-        self._offset = 0  # where the next device record starts, once the count is known
         self._count: Optional[int] = None
         self._devices: List[UsbDevice] = []
+        self._seen: InterfaceLists = {}
 
     def next_message(self) -> Union[Reply, NeedData]:
         if not isinstance(self._request, DevlistRequest):
@@ -113,27 +118,28 @@ class ReplyReader(_Reader[Reply]):
         if self._error is not None:
             raise self._error
         cursor = Cursor(self._buffer)
-        cursor.offset = self._offset
+        taken = 0  # bytes of the header and of the whole records read by this call
         try:
             if self._count is None:
                 status = read_reply_head(cursor, self._request)
                 if status != Status.OK:
                     return self._complete(DevlistReply((), status), cursor.offset)
                 self._count = read_devlist_count(cursor)
-                self._offset = cursor.offset
+                taken = cursor.offset
             while len(self._devices) < self._count:
-                self._devices.append(read_device(cursor, with_interfaces=True))
-                self._offset = cursor.offset
+                self._devices.append(read_devlist_device(cursor, self._seen))
+                taken = cursor.offset
         except Truncated:
+            del self._buffer[:taken]
             return NEED_DATA
         except ProtocolError as exc:
             self._error = exc
             raise
-        return self._complete(DevlistReply(tuple(self._devices)), self._offset)
+        return self._complete(DevlistReply(tuple(self._devices)), taken)
 
     def _complete(self, reply: DevlistReply, end: int) -> DevlistReply:
         del self._buffer[:end]
-        self._offset, self._count, self._devices = 0, None, []
+        self._count, self._devices, self._seen = None, [], {}
         return reply
 
 
