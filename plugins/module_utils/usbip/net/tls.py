@@ -24,7 +24,7 @@ hand-over, and how it is kept out:
 * sequence numbers: counted per direction over the application records the
   session saw after its handshake.
 
-The key log is a shared file only in name: an endpoint keeps a pool of
+No key log is shared between handshakes: an endpoint keeps a pool of
 :class:`ssl.SSLContext` objects, each with a key log of its own, and a
 session holds one context from its first byte to its end (hand-over, failure
 or close). So a session reads nothing but its own handshake's secrets; when
@@ -41,13 +41,19 @@ complete, and refusing it early saves the server's signature.
 Secrets are dropped as soon as the kernel has them: the key log is read into
 a ``bytearray``, the traffic secrets, the derived keys and the
 ``crypto_info`` blocks live in ``bytearray`` objects overwritten with zeros
-right after ``setsockopt`` (or its failure), and the SSL object and its
-buffers are released. What Python cannot promise: :mod:`hmac` returns each
-derived block as an immutable ``bytes`` object, whose memory is freed, not
-cleared, and stays readable in the process until it is reused; the C
-library's buffer of the key log file keeps the last line OpenSSL wrote; and
-OpenSSL keeps its own copies of the secrets until the SSL object is freed
-(it clears them then). Core dumps and swap are the daemon's unit's concern.
+right after ``setsockopt`` (or its failure), the key log is wiped, and the
+SSL object and its buffers are released. Beyond what Python controls, two
+copies are scrubbed on a best-effort basis (see :meth:`TlsEndpoint._scrub`):
+OpenSSL frees an SSL object without clearing the secrets in it, and the C
+library's buffer of the key log file keeps the last line written. What
+Python cannot promise: objects it makes immutable, such as the ``bytes``
+each :mod:`hmac` block comes back as (and the intermediate values inside
+:mod:`hmac` on Pythons that compute it in Python), are freed, not cleared,
+and stay readable in the process until the memory is reused; OpenSSL holds
+its own copies as long as the SSL object lives; and after a session that
+ends without a hand-over (a DEVLIST, a failure), its last key log line
+stays in that C library buffer until the context's next handshake. Core
+dumps and swap are the service unit's concern.
 """
 
 from __future__ import annotations
@@ -331,6 +337,7 @@ class TlsEndpoint:
         self._free: List[_Context] = []
         self._open_randoms: Set[bytes] = set()
         self._recent_randoms: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
+        self._hello: Optional[bytes] = None
         try:
             self._material = _Material((config.cert, config.key, config.ca))
         except OSError as err:
@@ -391,15 +398,52 @@ class TlsEndpoint:
                 return self._free.pop()
             return self._new_context()
 
-    def _release(self, context: _Context, client_random: Optional[bytes]) -> None:
-        """A session ended: wipe its key log and give its context back."""
+    def _release(self, context: _Context, client_random: Optional[bytes], handed_over: bool) -> None:
+        """A session ended (its SSL object already dropped): wipe its key log and give its context back."""
         try:
+            self._scrub(context, handed_over)
             context.keylog.wipe()
         finally:
             with self._lock:
                 if client_random is not None:
                     self._open_randoms.discard(client_random)
                 self._free.append(context)
+
+    def _scrub(self, context: _Context, handed_over: bool) -> None:
+        """Best effort against the copies of a session's secrets that OpenSSL and the C library keep.
+
+        OpenSSL frees an SSL object without clearing the secrets inside it, and
+        allocates a new one zeroed, most likely in the memory just freed: so one
+        throw-away SSL object follows every session. The C library's buffer of
+        the key log file keeps the last line OpenSSL wrote; after a server's
+        hand-over, a throw-away handshake on the same context writes lines of
+        its own over it (about 1 ms, once per import).
+        """
+        incoming = ssl.MemoryBIO()
+        scratch = context.ssl_context.wrap_bio(incoming, ssl.MemoryBIO(), server_side=self.server_side,
+                                               server_hostname=None if self.server_side else "localhost")
+        if handed_over and self.server_side:
+            incoming.write(self._scratch_hello())
+            try:
+                scratch.do_handshake()
+            except ssl.SSLError:  # it waits for a client flight that never comes
+                pass
+        del scratch
+
+    def _scratch_hello(self) -> bytes:
+        """A ClientHello of an anonymous client of no consequence, for :meth:`_scrub` (made once)."""
+        if self._hello is None:
+            client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            client.check_hostname = False
+            client.verify_mode = ssl.CERT_NONE
+            client.minimum_version = ssl.TLSVersion.TLSv1_3
+            outgoing = ssl.MemoryBIO()
+            try:
+                client.wrap_bio(ssl.MemoryBIO(), outgoing).do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            self._hello = outgoing.read()
+        return self._hello
 
     def _claim_random(self, client_random: bytes) -> None:
         """Refuse a client random seen on a session in progress or recently (a replayed ClientHello)."""
@@ -494,6 +538,7 @@ class TlsSession:
         self._outgoing = bytearray()
         self._client_random: Optional[bytes] = None
         self._random_claimed = False
+        self._handed_over = False
         self._peer_names: FrozenSet[str] = frozenset()
         self._cipher = "?"
         self.established = False
@@ -658,6 +703,7 @@ class TlsSession:
             if self._raw or self._outgoing or self._in.pending:
                 raise TlsError("TLS bytes left in userspace; the kernel would lose them")
             tx, rx = self.kernel_keys()
+            self._handed_over = True
             try:
                 self._install(sock, tx, rx)
             finally:
@@ -690,4 +736,4 @@ class TlsSession:
         self._ssl = self._in = self._out = None
         if context is not None:
             claimed = self._client_random if self._random_claimed else None
-            self.endpoint._release(context, claimed)  # noqa: SLF001 - the endpoint's own session
+            self.endpoint._release(context, claimed, self._handed_over)  # noqa: SLF001 - the endpoint's own session
