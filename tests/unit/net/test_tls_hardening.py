@@ -166,6 +166,7 @@ def test_the_cap_refuses_one_handshake_too_many_and_admits_again_after_one_ends(
     sessions.pop(0).close()
     assert server_end.handshakes == 1
     server_end.session()
+    assert len(server_end.keylogs) == 3  # the pool never grows past the cap
 
 
 def test_a_client_endpoint_has_no_cap(certs):
@@ -328,3 +329,80 @@ def test_the_listener_refuses_a_handshake_past_the_cap(tls_one_handshake, certs)
     _wait(lambda: harness.server.options.tls.handshakes == 0)
     devices = usbip_client.list_devices("127.0.0.1", harness.port, tls=client_end)
     assert [d.busid for d in devices] == ["17-1"]
+
+
+# -- the server process's memory after an import -----------------------------------
+SERVER = """
+import gc, socket, sys
+from usbip.net import tls
+
+class Kernel:  # takes the keys as setsockopt would, keeps nothing
+    def setsockopt(self, *args):
+        pass
+
+cert, key, ca, fd = sys.argv[1:]
+sock = socket.socket(fileno=int(fd))
+session = tls.TlsEndpoint(tls.TlsConfig(cert=cert, key=key, ca=ca), server_side=True).session()
+request = b""
+while not request:
+    request = session.receive(sock.recv(65536))
+    sock.sendall(session.data_to_send())
+session.hand_over(Kernel())
+del session, request
+gc.collect()
+sock.sendall(b"handed over")
+sock.recv(1)
+"""
+
+
+def _readable_memory(pid: int):
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            span, permissions = line.split()[:2]
+            if "r" not in permissions:
+                continue
+            start, end = (int(address, 16) for address in span.split("-"))
+            try:
+                mem.seek(start)
+                yield mem.read(end - start)
+            except (OSError, OverflowError, ValueError):  # [vvar] and the like
+                continue
+
+
+def test_no_copy_of_the_secrets_is_left_in_the_server_process(certs):
+    import subprocess
+    import sys
+
+    client_end = endpoint(certs, "client1", False)
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(tls.__file__))))
+    server = subprocess.Popen([sys.executable, "-c", SERVER, certs["server"], certs["server-key"], certs["ca"],
+                               str(theirs.fileno())], pass_fds=[theirs.fileno()], env=env)
+    theirs.close()
+    with ours:
+        ours.settimeout(10)
+        client = client_end.session("127.0.0.1")
+        while not client.established:
+            ours.sendall(client.data_to_send())
+            client.receive(ours.recv(65536))
+        client.send(b"IMPORT")
+        ours.sendall(client.data_to_send())
+        assert ours.recv(64) == b"handed over"
+        suite = tls.SUITES[client.cipher]
+        needles = {}
+        for number, secret in enumerate(sorted(_secrets(client._client_random))):  # noqa: SLF001
+            needles.update({("secret", number): secret, ("secret in hex", number): secret.hex().encode(),
+                            ("SECRET IN HEX", number): secret.hex().upper().encode(),
+                            ("key", number): bytes(tls.expand_label(secret, b"key", suite.key_size, suite.digest)),
+                            ("iv", number): bytes(tls.expand_label(secret, b"iv", 12, suite.digest))})
+        assert len(needles) == 10
+        try:
+            found = dict.fromkeys(needles, 0)
+            for region in _readable_memory(server.pid):
+                for name, needle in needles.items():
+                    found[name] += region.count(needle)
+        except PermissionError:
+            pytest.skip("cannot read the memory of a child process here")
+        print("copies left in the server process: %s" % ({name: n for name, n in found.items() if n} or "none"))
+        assert found == dict.fromkeys(needles, 0)
+    assert server.wait(10) == 0
