@@ -406,3 +406,14 @@ def test_no_copy_of_the_secrets_is_left_in_the_server_process(certs):
         print("copies left in the server process: %s" % ({name: n for name, n in found.items() if n} or "none"))
         assert found == dict.fromkeys(needles, 0)
     assert server.wait(10) == 0
+
+
+def test_a_session_that_ends_after_its_endpoint_closed_ends_quietly(certs):
+    server_end, client_end = endpoint(certs, "server", True), endpoint(certs, "client1", False)
+    client, server = client_end.session("127.0.0.1"), server_end.session()
+    handshake(client, server)
+    keylogs = server_end.keylogs
+    server_end.close()
+    assert all(keylog.closed for keylog in keylogs) and server_end.keylogs == ()
+    server.close()  # nothing to give back to, and no error
+    assert server_end.handshakes == 0
