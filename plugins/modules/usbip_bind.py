@@ -16,6 +16,8 @@ description:
   - Hubs and devices that are themselves attached through C(vhci_hcd) are refused (exporting an imported device
     would deadlock the USB stack).
   - Idempotent. In check mode nothing is written; the planned sysfs writes are returned in RV(sysfs_changes).
+    C(usbip-host), when it would be loaded, is looked up with C(modprobe -n), so that a kernel without it fails
+    check mode as it fails the real run.
   - The diff shows the device's driver binding and usbip status before and after.
   - Needs the C(usbip-host) kernel module.
 extends_documentation_fragment:
@@ -55,7 +57,9 @@ options:
   state:
     description:
       - V(present) binds the device to C(usbip-host) so that it can be exported.
-      - V(absent) unbinds it, and the kernel gives it back to its usual driver.
+      - V(absent) unbinds it, and the kernel gives it back to its usual driver. A device that is not present (no
+        such O(busid), or no device fits O(match)) is not bound either: the task is ok, without change, and says so
+        in C(msg).
     type: str
     choices: [present, absent]
     default: present
@@ -81,7 +85,7 @@ EXAMPLES = r"""
       port_path: 0000:00:14.0-1.4
   become: true
 
-- name: Give 1-1.4 back to its usual driver
+- name: Give 1-1.4 back to its usual driver (ok, unchanged, when 1-1.4 is not plugged in)
   usbip.usbip.usbip_bind:
     busid: 1-1.4
     state: absent
@@ -90,7 +94,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 device:
-  description: The device after the task (in check mode, as found before it).
+  description:
+    - The device after the task (in check mode, as found before it).
+    - Null with O(state=absent) when the device is not present.
   returned: success
   type: dict
   contains:
@@ -163,10 +169,15 @@ device:
       description: Whether the device may be exported at all.
       type: bool
 previous_driver:
-  description: The driver the device had before the task.
+  description: The driver the device had before the task; null when it had none or is not present.
   returned: success
   type: str
   sample: usb
+msg:
+  description: With O(state=absent), why nothing was to do when the device is not present.
+  returned: O(state=absent) and the device not present
+  type: str
+  sample: device 1-1.4 is not present; nothing to unbind
 sysfs_changes:
   description: The sysfs writes made, or in check mode the ones that would be made, in order.
   returned: always
@@ -187,6 +198,7 @@ from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import d
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import local_device_info, status_name
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import matching, validate
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.errors import DeviceNotFound
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.host import DRIVER_NAME, KERNEL_MODULE, HostDriver
 
 
@@ -199,6 +211,16 @@ def binding(device, status):
     }
 
 
+def not_present(ctx, busid, match):
+    """``state=absent`` for a device that is not there: nothing is bound, so nothing is to do."""
+    what = "device %s is not present" % busid if busid is not None else "no device on this host matches %s" % match
+    result = {"changed": False, "msg": what + "; nothing to unbind", "device": None, "previous_driver": None}
+    if ctx.diff_mode:
+        result["diff"] = diff("(not present)\n", "(not present)\n",
+                              "usb device %s" % (busid if busid is not None else match))
+    return result
+
+
 def converge(ctx):
     params = ctx.module.params
     state = params["state"]
@@ -207,10 +229,15 @@ def converge(ctx):
     match = matching.Match.checked(**params["match"]) if params["match"] is not None else None
 
     host = HostDriver(ctx.sysfs)
-    if busid is not None:
-        device = host.bus.describe(busid)
-    else:
-        device = matching.select_local(host.bindable(), match)
+    try:
+        if busid is not None:
+            device = host.bus.describe(busid)
+        else:
+            device = matching.select_local(host.bindable(), match)
+    except DeviceNotFound:  # NoMatch too; an ambiguous match still fails
+        if state == "present":
+            raise
+        return not_present(ctx, busid, match)
     busid = device.busid
     before_status = host.status(busid) if device.driver == DRIVER_NAME else None
     before = binding(device, before_status)

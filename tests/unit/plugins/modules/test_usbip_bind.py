@@ -5,9 +5,12 @@
 from __future__ import annotations
 
 import pytest
+from ansible_collections.usbip.usbip.plugins.module_utils import _usbip_module
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import MODPROBE_HINT
 from ansible_collections.usbip.usbip.plugins.modules import usbip_bind
-from fake_usb import ACM, BAD_BUSIDS, BIND_17_1, DEVICES, HOST, UNBIND_17_1, XHCI, FakeSysfs
+from fake_usb import ACM, BAD_BUSIDS, BIND_17_1, DEVICES, DRIVERS, HOST, UNBIND_17_1, XHCI, FakeSysfs
+
+from usbip.sysfs.fs import Sysfs
 
 BEFORE = "driver: usb\nusbip_host: false\nusbip_status: none\n"
 AFTER = "driver: usbip-host\nusbip_host: true\nusbip_status: available\n"
@@ -79,6 +82,38 @@ def test_an_unknown_busid_fails_clearly(run_module, tree):
     assert result["error"] == "DeviceNotFound" and run_module.journal == []
 
 
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("selector, msg, header", [
+    ({"busid": "9-9"}, "device 9-9 is not present; nothing to unbind", "usb device 9-9"),
+    ({"match": {"serial": "NOPE"}}, "no device on this host matches serial=NOPE; nothing to unbind",
+     "usb device serial=NOPE"),
+    ({"match": {"vendor": "1209", "product": "0002"}},
+     "no device on this host matches vendor=1209 product=0002; nothing to unbind",
+     "usb device vendor=1209 product=0002"),
+])
+def test_absent_on_a_device_that_is_not_there_is_ok(run_module, static_tree, check_mode, selector, msg, header):
+    result = run(run_module, static_tree, dict(selector, state="absent"), check_mode=check_mode, diff=True)
+    assert not result.get("failed") and result["changed"] is False and result["msg"] == msg
+    assert result["device"] is None and result["previous_driver"] is None
+    assert result["sysfs_changes"] == [] and result["kernel_modules"] == [] and run_module.journal == []
+    assert result["diff"] == {"before": "(not present)\n", "after": "(not present)\n",
+                              "before_header": header, "after_header": header}
+    assert run_module.commands == run_module.probes == []
+
+
+def test_absent_still_refuses_an_ambiguous_match(run_module, tree):
+    tree.usb_device(XHCI + "/usb18/18-1/18-1.3", devnum=5, devpath="1.3", vendor=0x1209, product=0x0001,
+                    interfaces=ACM, strings={"serial": "OTHER"})
+    result = run(run_module, tree, {"match": {"vendor": "1209"}, "state": "absent"})
+    assert result["failed"] and result["error"] == "AmbiguousMatch"
+
+
+def test_absent_on_a_hub_or_an_imported_device_is_unchanged(run_module, static_tree):
+    for busid in ("18-1", "1-1"):
+        result = run(run_module, static_tree, {"busid": busid, "state": "absent"})
+        assert result["changed"] is False and result["device"]["busid"] == busid and "msg" not in result
+
+
 # -- selection ------------------------------------------------------------------------
 @pytest.mark.parametrize("match", [
     {"serial": "SER-gdummy"},  # the vhci copy 1-1 has the same serial: it is never a candidate
@@ -141,6 +176,38 @@ def test_check_mode_journals_the_bind_and_shows_the_diff(run_module, tree):
                               "after_header": "usb device 17-1 (1209:0001 serial=SER-gdummy)"}
     assert result["sysfs_changes"] == [{"op": c.op, "path": c.path, "value": c.value} for c in BIND_17_1]
     assert run_module.sysfs.dry_run and tree.read(HOST + "/match_busid") == "\n"
+
+
+def test_check_mode_through_the_modules_own_dry_run_switch(run_module, tree, monkeypatch):
+    """``new_sysfs`` is not replaced: the module's own ``Sysfs(dry_run=check_mode)`` runs, on the fake tree."""
+    made = []
+
+    class RootedSysfs(Sysfs):
+        """The real gateway, rooted at the fake tree; in a real run it plays usbip-host's part in a bind."""
+
+        def __init__(self, root="/", dry_run=False):
+            assert root == "/"  # new_sysfs asks for the kernel's own tree
+            super().__init__(str(tree.root), dry_run)
+            made.append(self)
+
+        def write(self, path, value):
+            super().write(path, value)
+            if not self.dry_run and path == HOST + "/bind":
+                tree.kernel_host_bind(value)
+
+    monkeypatch.setattr(_usbip_module, "Sysfs", RootedSysfs)
+    written = [HOST + "/match_busid", HOST + "/bind", DRIVERS + "/usb/unbind"]
+    before = {path: tree.read(path) for path in written}
+    check = run_module(usbip_bind, {"busid": "17-1"}, None, check_mode=True, diff=True)
+    assert len(made) == 1 and made[0].dry_run is True
+    assert check["changed"] is True and check["diff"]["after"] == AFTER
+    assert check["sysfs_changes"] == [{"op": c.op, "path": c.path, "value": c.value} for c in BIND_17_1]
+    assert {path: tree.read(path) for path in written} == before  # journaled, not written
+    real = run_module(usbip_bind, {"busid": "17-1"}, None, diff=True)
+    assert len(made) == 2 and made[1].dry_run is False
+    assert real["changed"] is True and real["sysfs_changes"] == check["sysfs_changes"]
+    assert real["diff"] == check["diff"] and real["device"]["usbip_status"] == "available"
+    assert tree.read(DRIVERS + "/usb/unbind") == "17-1"  # the same switch, now writing
 
 
 def test_no_diff_without_diff_mode(run_module, tree):
