@@ -11,6 +11,7 @@ default, which is what systemd wants; ``-D`` daemonizes and logs to syslog.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -18,10 +19,12 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import UsbipError
-from .common import EXIT_OK, Parser, run_program
+from .common import EXIT_FAILURE, EXIT_OK, Parser, describe, run_program
 
 DEFAULT_PID_FILE = "/var/run/usbipd.pid"
 RULES_POLL_SECONDS = 5
+#: Seconds a stopping network process lets requests in flight finish after it stopped listening.
+DRAIN_SECONDS = 2.0
 log = logging.getLogger("usbipd")
 
 
@@ -132,10 +135,22 @@ def _tls_options(args, config, options, load_certificates: bool = True) -> None:
         options.tls = TlsEndpoint(config_, server_side=True)
 
 
-def _daemonize() -> None:
-    """Classic double fork: no controlling terminal, not a process-group leader."""
+def _daemonize() -> int:
+    """Classic double fork: no controlling terminal, not a process-group leader.
+
+    The starting process stays until the daemon serves, so that a taken port
+    or a wrong address is still reported on the terminal and by the exit
+    status: it waits on a pipe whose write end is returned here. The monitor
+    writes ``ready`` to it once the network process serves; the network
+    process writes its start error instead.
+    """
+    read_end, write_end = os.pipe()
     if os.fork() > 0:
-        os._exit(0)
+        os.close(write_end)
+        status = _await_daemon(read_end)
+        _stop_logging()
+        os._exit(status)
+    os.close(read_end)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
@@ -144,6 +159,35 @@ def _daemonize() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    _after_fork()
+    return write_end
+
+
+def _await_daemon(read_end: int) -> int:
+    """In the starting process of ``-D``: the daemon's word on its start, as an exit status."""
+    import sys  # noqa: PLC0415
+
+    data = b""
+    while not data.endswith(b"ready\n"):
+        chunk = os.read(read_end, 512)
+        if not chunk:
+            break
+        data += chunk
+    if data.endswith(b"ready\n"):
+        return EXIT_OK
+    reason = " ".join(data.decode("utf-8", "replace").split()) or "the daemon stopped during its start (see the log)"
+    sys.stderr.write("usbipd: error: %s\n" % reason)
+    sys.stderr.flush()
+    return EXIT_FAILURE
+
+
+def _tell_starter(ready_fd: Optional[int], err: BaseException) -> None:
+    """With ``-D``, the start error goes to the waiting starting process too (the daemon's stderr is gone)."""
+    if ready_fd is not None:
+        try:
+            os.write(ready_fd, describe(err).encode("utf-8", "replace")[:4000])
+        except OSError:
+            pass
 
 
 def _write_pid(path: str) -> None:
@@ -154,68 +198,198 @@ def _write_pid(path: str) -> None:
         raise UsbipError("cannot write pid file %s: %s" % (path, err.strerror)) from None
 
 
-def serve(args, options, modes: List[str], rules) -> None:
-    import asyncio  # noqa: PLC0415 - keep `usbipd --help` instant
+def _validated(args, load_certificates: bool = True):
+    """The configuration file and the command line, validated: (config, server options, modes)."""
+    from ..config import UsbipdConfig  # noqa: PLC0415
+    from ..errors import InvalidArgument  # noqa: PLC0415
 
-    from ..daemon import exports  # noqa: PLC0415
-    from ..daemon.catalog import Catalog, exporter_for  # noqa: PLC0415
-    from ..net.server import UsbipServer  # noqa: PLC0415
+    config = load_config(args.config) if args.config else UsbipdConfig()
+    options = _options(args, config, load_certificates)
+    modes = ["device"] if args.device else list(config.modes)
+    if config.exports and "host" not in modes:
+        raise InvalidArgument("exports: export rules bind host-mode devices, but host mode is not served")
+    return config, options, modes
+
+
+def load_service(args):
+    """Everything the monitor needs to serve, from the configuration: run at start and on every SIGHUP.
+
+    Validates the file and the command line, loads the TLS material (root-only
+    files, read here in the monitor), looks the account up, checks that the
+    kernel modules are loaded. Any failure is one :class:`UsbipError` line.
+    """
+    from ..daemon import exports, process  # noqa: PLC0415
+    from ..daemon.catalog import exporter_for  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
     from ..sysfs.host import HostDriver  # noqa: PLC0415
-    from ..sysfs.uevents import UeventWatcher  # noqa: PLC0415
 
-    sysfs = Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/"))
-    exporter = exporter_for(modes, sysfs)
+    config, options, modes = _validated(args)
+    release = options.tls.close if options.tls is not None else (lambda: None)
     try:
-        exporter.check_loaded()
-    except UsbipError as err:
-        needed = " and ".join({"host": "usbip-core and usbip-host", "device": "usbip-vudc"}[m] for m in modes)
-        raise UsbipError("%s; please load %s" % (err.args[0], needed), hint=err.hint) from None
+        who = process.account(config.user) if os.geteuid() == 0 else None
+        sysfs = Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/"))
+        exporter = exporter_for(modes, sysfs)
+        try:
+            exporter.check_loaded()
+        except UsbipError as err:
+            needed = " and ".join({"host": "usbip-core and usbip-host", "device": "usbip-vudc"}[m] for m in modes)
+            raise UsbipError("%s; please load %s" % (err.args[0], needed), hint=err.hint) from None
+    except BaseException:
+        release()
+        raise
+    rules = list(config.exports)
     host = HostDriver(sysfs)
-    pending = []
 
     def apply_rules() -> None:
-        pending.clear()
         exports.apply(host, rules)
 
-    def schedule_rules() -> None:
-        # A replug is a burst of uevents; bind once it has settled.
-        if rules and not pending:
-            pending.append(asyncio.get_running_loop().call_later(0.5, apply_rules))
+    return process.Service(
+        exporter=exporter, modes=modes, apply_rules=apply_rules, account=who,
+        network=functools.partial(_network, options, exporter, rules, sysfs, who),
+        description="%s-mode devices" % exporter.mode, close=release)
 
-    server = UsbipServer(Catalog(exporter), options, on_change=schedule_rules, watcher=UeventWatcher)
-    server.bind()
-    if args.daemon:
-        _daemonize()
-    if args.pid:
-        _write_pid(args.pid)
 
-    async def run() -> None:
-        apply_rules()
-        await server.start()
-        log.info("serving %s-mode devices%s", exporter.mode,
-                 "; export rules: %s" % ", ".join(map(str, rules)) if rules else "")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        tasks = [asyncio.ensure_future(server.serve_forever())]
-        if rules and not server.watcher.watching:
-            tasks.append(asyncio.ensure_future(_poll_rules(apply_rules)))
-        await stop.wait()
-        log.info("shutting down")
-        server.close()
-        for task in tasks:
-            task.cancel()
+def serve(args, service) -> int:
+    """Run the monitor (this process) and its network process until stopped; returns the exit status."""
+    from ..daemon.process import Monitor  # noqa: PLC0415
+    from . import systemd  # noqa: PLC0415
 
+    ready_fd = _daemonize() if args.daemon else None
     try:
-        asyncio.run(run())
+        if args.pid:
+            _write_pid(args.pid)
+    except UsbipError as err:
+        _tell_starter(ready_fd, err)
+        service.release()
+        raise
+    try:
+        return Monitor(lambda: load_service(args), systemd, ready_fd).run(service)
     finally:
         if args.pid:
             try:
                 os.unlink(args.pid)
             except OSError:
                 pass
+
+
+def _network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optional[int]) -> int:
+    """The network process: bind, drop privileges, serve; returns its exit status.
+
+    Runs in the child the monitor forked. Everything it will import is
+    imported before the drop, so that an installation only root can read
+    still works.
+    """
+    _after_fork()
+    try:
+        return _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd)
+    finally:
+        _stop_logging()
+
+
+def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optional[int]) -> int:
+    import asyncio  # noqa: PLC0415 - imported before the drop
+
+    from ..daemon import process  # noqa: PLC0415
+    from ..daemon.catalog import Catalog  # noqa: PLC0415
+    from ..daemon.privsep import RULES, Channel, ProxyExporter  # noqa: PLC0415
+    from ..net.server import UsbipServer  # noqa: PLC0415
+    from ..sysfs.uevents import UeventWatcher  # noqa: PLC0415
+
+    _preload()
+    channel = Channel(channel_socket)
+    pending = []
+
+    def send_rules() -> None:
+        pending.clear()
+        try:
+            channel.call(RULES)
+        except UsbipError as err:
+            log.warning("export rules not applied: %s", err)
+
+    def schedule_rules() -> None:
+        # A replug is a burst of uevents; bind once it has settled.
+        if rules and not pending:
+            pending.append(asyncio.get_running_loop().call_later(0.5, send_rules))
+
+    try:
+        server = UsbipServer(Catalog(ProxyExporter(driver, channel)), options, on_change=schedule_rules,
+                             watcher=UeventWatcher)
+        server.bind()
+        if who is not None:
+            process.drop_privileges(who)
+            process.require_readable([sysfs.real("/sys")], who)
+        asyncio.run(_serve_network(server, channel, driver, rules, send_rules, ready_fd))
+    except UsbipError as err:
+        log.error("%s", describe(err))
+        _tell_starter(ready_fd, err)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _serve_network(server, channel, driver, rules, send_rules, ready_fd: Optional[int]) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from ..daemon.privsep import READY  # noqa: PLC0415
+
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def monitor_gone() -> None:
+        if not channel.check():
+            log.error("the monitor process is gone: stopping")
+            loop.remove_reader(channel.fileno())
+            stop.set()
+
+    channel.call(READY)
+    loop.add_reader(channel.fileno(), monitor_gone)
+    if ready_fd is not None:
+        os.close(ready_fd)
+    log.info("serving %s-mode devices%s", driver.mode,
+             "; export rules: %s" % ", ".join(map(str, rules)) if rules else "")
+    tasks = [asyncio.ensure_future(server.serve_forever())]
+    if rules and not server.watcher.watching:
+        tasks.append(asyncio.ensure_future(_poll_rules(send_rules)))
+    await stop.wait()
+    server.close()  # no new connection from here on
+    deadline = loop.time() + DRAIN_SECONDS
+    while server.active and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for task in tasks:
+        task.cancel()
+
+
+def _logs():
+    """:mod:`usbip.cli.logs` (the queued, non-blocking logging), or None where it is not installed."""
+    try:
+        from . import logs  # noqa: PLC0415
+    except ImportError:
+        return None
+    return logs
+
+
+def _after_fork() -> None:
+    """In a forked process that goes on logging: a new writer thread (threads do not survive a fork)."""
+    restart = getattr(_logs(), "after_fork", None)
+    if restart is not None:
+        restart()
+
+
+def _stop_logging() -> None:
+    """Before a forked process exits with ``os._exit``: write out what its log queue holds."""
+    stop = getattr(_logs(), "stop", None)
+    if stop is not None:
+        stop()
+
+
+def _preload() -> None:
+    """Modules the network process imports on first use, imported while it can still read anything."""
+    try:
+        import pyudev  # noqa: PLC0415, F401
+    except ImportError:
+        pass
 
 
 async def _poll_rules(apply_rules) -> None:
@@ -229,18 +403,10 @@ async def _poll_rules(apply_rules) -> None:
 
 def _configure_and_serve(args) -> int:
     """Validate everything (file and command line) before the kernel is probed; then serve."""
-    from ..config import UsbipdConfig  # noqa: PLC0415
-    from ..errors import InvalidArgument  # noqa: PLC0415
-
-    config = load_config(args.config) if args.config else UsbipdConfig()
-    options = _options(args, config, load_certificates=not args.check_config)
-    modes = ["device"] if args.device else list(config.modes)
-    if config.exports and "host" not in modes:
-        raise InvalidArgument("exports: export rules bind host-mode devices, but host mode is not served")
     if args.check_config:
+        _validated(args, load_certificates=False)
         return EXIT_OK
-    serve(args, options, modes, list(config.exports))
-    return EXIT_OK
+    return serve(args, load_service(args))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
