@@ -294,6 +294,27 @@ def test_ready_is_told_once_a_client_can_connect(daemons):
         pass
 
 
+def test_devlist_inside_tls_with_material_only_the_monitor_could_read(daemons, tmp_path):
+    from lab import pki
+    from usbip.net.tls import TlsConfig, TlsEndpoint
+
+    certs = pki.make_pki(str(tmp_path / "pki"))  # pytest's directory: root's alone when run as root
+    tls_port = free_port()
+    daemon = daemons("", "--tls-cert", certs["server"], "--tls-key", certs["server-key"], "--tls-ca", certs["ca"],
+                     "--tls-port", str(tls_port), "--tls-only")
+    endpoint = TlsEndpoint(TlsConfig(cert=certs["client1"], key=certs["client1-key"], ca=certs["ca"]),
+                           server_side=False)
+    try:
+        for _ in range(3):  # more handshakes than one: the network process makes what it needs
+            devices = client.list_devices("127.0.0.1", tls_port, timeout=5, tls=endpoint)
+            assert [d.busid for d in devices] == ["17-1"]
+    finally:
+        endpoint.close()
+    if ROOT:
+        assert status_of(daemon.network_pid())["Uid"][0] != "0"
+    assert "Traceback" not in daemon.log() and "error" not in daemon.log()
+
+
 # -- lifecycle ----------------------------------------------------------------------------------
 def test_sighup_with_a_broken_configuration_keeps_the_running_process(daemons):
     daemon = daemons("max_connections: 100\n")

@@ -7,6 +7,13 @@ operators keep asking it for: listen addresses, an allow-list of client
 networks, limits, USB/IP inside TLS with client certificates (the kernel
 keeps the data path: see ``usbip.net.tls``), and a YAML configuration file. It runs in the foreground by
 default, which is what systemd wants; ``-D`` daemonizes and logs to syslog.
+
+Started as root it runs as two processes (docs/architecture.md, "Process
+model"): this one stays the privileged monitor (:class:`usbip.daemon.process.Monitor`)
+and forks the network process (:func:`_network`), which binds, drops to the
+configured account and asks the monitor for each export over the channel of
+:mod:`usbip.daemon.privsep`. :func:`load_service` is the one loader of the
+configuration, at start and on SIGHUP.
 """
 
 from __future__ import annotations
@@ -295,7 +302,7 @@ def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: O
     from ..net.server import UsbipServer  # noqa: PLC0415
     from ..sysfs.uevents import UeventWatcher  # noqa: PLC0415
 
-    _preload()
+    _preload(options)
     channel = Channel(channel_socket)
     pending = []
 
@@ -384,12 +391,29 @@ def _stop_logging() -> None:
         stop()
 
 
-def _preload() -> None:
-    """Modules the network process imports on first use, imported while it can still read anything."""
+def _preload(options) -> None:
+    """What the network process would otherwise fetch after the drop, fetched while it is still root.
+
+    Modules imported on first use (pyudev), and with TLS the kernel's tls
+    module: asking an unconnected socket for the TLS upper layer makes a
+    process with CAP_NET_ADMIN load it (then fails: the socket is not
+    connected), which the unprivileged process could not do at its first
+    import over TLS.
+    """
     try:
         import pyudev  # noqa: PLC0415, F401
     except ImportError:
         pass
+    if options.tls is not None:
+        import socket  # noqa: PLC0415
+
+        from ..net.tls import TCP_ULP  # noqa: PLC0415
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+            except OSError:
+                pass
 
 
 async def _poll_rules(apply_rules) -> None:
