@@ -55,7 +55,7 @@ def children_of(pid: int) -> list:
 
 def status_of(pid: int) -> dict:
     with open("/proc/%d/status" % pid) as f:
-        return {k: v.split() for k, _, v in (line.partition(":") for line in f)}
+        return {key: value.split() for key, _sep, value in (line.partition(":") for line in f)}
 
 
 def tcp_sockets() -> dict:
@@ -167,7 +167,7 @@ def test_c_tools_through_an_unprivileged_network_process(kernel, gadgets, backin
     assert status_of(monitor)["Uid"][0] == "0"
     assert_unprivileged(network)
     tcp = tcp_sockets()
-    listeners = {inode for inode, (state, port, _) in tcp.items() if state == "0A" and port == PORT}
+    listeners = {inode for inode, (state, port, _remote) in tcp.items() if state == "0A" and port == PORT}
     assert listeners and listeners <= socket_inodes(network)
     assert socket_inodes(monitor) & set(tcp) == set()
 
@@ -181,7 +181,7 @@ def test_c_tools_through_an_unprivileged_network_process(kernel, gadgets, backin
         assert read_disk(block_device_of(port.local_busid), len(disk.data)) == disk.data
         # The server's end of the connection is the kernel's alone: in no process's descriptor table.
         tcp = tcp_sockets()
-        served = {inode for inode, (state, local, _) in tcp.items() if state == "01" and local == PORT}
+        served = {inode for inode, (state, local, _remote) in tcp.items() if state == "01" and local == PORT}
         print("server side of the attachment: %s" % served)
         assert served and served & (socket_inodes(monitor) | socket_inodes(network)) == set()
         assert socket_inodes(monitor) & set(tcp) == set()

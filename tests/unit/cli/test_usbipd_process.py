@@ -186,7 +186,7 @@ def running(pid: int) -> bool:
 
 def status_of(pid: int) -> dict:
     with open("/proc/%d/status" % pid) as f:
-        return {k: v.split() for k, _, v in (line.partition(":") for line in f)}
+        return {key: value.split() for key, _sep, value in (line.partition(":") for line in f)}
 
 
 def tcp_inodes(listening_only: bool = False) -> set:
@@ -271,8 +271,8 @@ def test_the_network_process_holds_no_privilege_and_the_monitor_no_tcp_socket(da
     daemon = daemons()
     monitor, network = daemon.proc.pid, daemon.network_pid()
     status = status_of(network)
-    print("network process: %s" % {k: status[k] for k in ("Uid", "Gid", "Groups", "CapEff", "CapPrm",
-                                                             "NoNewPrivs")})
+    shown = ("Uid", "Gid", "Groups", "CapEff", "CapPrm", "NoNewPrivs")
+    print("network process: %s" % {key: status[key] for key in shown})
     assert "0" not in status["Uid"] and "0" not in status["Gid"] and status["Groups"] == []
     assert status["CapEff"] == ["0000000000000000"] and status["CapPrm"] == ["0000000000000000"]
     assert status["NoNewPrivs"] == ["1"]
@@ -305,7 +305,7 @@ def test_devlist_inside_tls_with_material_only_the_monitor_could_read(daemons, t
     endpoint = TlsEndpoint(TlsConfig(cert=certs["client1"], key=certs["client1-key"], ca=certs["ca"]),
                            server_side=False)
     try:
-        for _ in range(3):  # more handshakes than one: the network process makes what it needs
+        for _attempt in range(3):  # more handshakes than one: the network process makes what it needs
             devices = client.list_devices("127.0.0.1", tls_port, timeout=5, tls=endpoint)
             assert [d.busid for d in devices] == ["17-1"]
     finally:

@@ -225,7 +225,7 @@ def test_a_refusal_crosses_the_channel_as_its_class_and_status(error, kind, cls)
     reply = encode_reply(error)
     assert reply.startswith(b"ERR %s " % kind.encode())
     again = parse_reply(reply)
-    assert type(again) is cls and str(again) == str(error)
+    assert again.__class__ is cls and str(again) == str(error)  # that class exactly, not a subclass
     assert status_for(again) == status_for(error)
 
 
@@ -335,7 +335,7 @@ def test_refusals_are_logged_at_a_bounded_rate(pair, caplog):
     caplog.set_level(logging.WARNING, logger="usbipd")
     clock = [0.0]
     pair.dispatcher.limit.clock = lambda: clock[0]
-    for _ in range(50):
+    for _round in range(50):
         pair.exchange(b"NONSENSE")
     assert len(caplog.records) == 5
     assert all("refused a request from the network process: unknown operation" in r.getMessage()
@@ -415,7 +415,7 @@ class Served:
         import select
 
         while not self.stop.is_set():
-            readable, _, _ = select.select([self.pair.theirs], [], [], 0.05)
+            readable = select.select([self.pair.theirs], [], [], 0.05)[0]
             if readable and self.answer:
                 if not self.pair.dispatcher.receive(self.pair.theirs):
                     return
