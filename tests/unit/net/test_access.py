@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pathlib
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import List, Optional, Set
 
@@ -303,7 +306,11 @@ class Daemon:
     """``python -m usbip.cli.usbipd`` on a fake tree, its log in a file."""
 
     def __init__(self, tmp_path, config: str) -> None:
-        tree = standard_tree(tmp_path / "root")
+        # Started as root, usbipd serves from a network process that runs as nobody: the fake tree
+        # must be readable by that account, and pytest's temporary directories are root's alone.
+        self.shared = tempfile.mkdtemp(prefix="usbipd-access-")
+        os.chmod(self.shared, 0o755)
+        tree = standard_tree(pathlib.Path(self.shared) / "root")
         tree.kernel_host_bind("17-1")
         (tmp_path / "usbipd.yml").write_text(config)
         self.log_path = tmp_path / "usbipd.log"
@@ -330,6 +337,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        shutil.rmtree(self.shared, ignore_errors=True)
         return self.log()
 
 
