@@ -18,8 +18,10 @@ import array
 import logging
 import os
 import re
+import signal
 import socket
 import threading
+import time
 from typing import List, Optional
 
 import pytest
@@ -40,7 +42,7 @@ from usbip.daemon.privsep import (
     parse_reply,
     parse_request,
 )
-from usbip.daemon.process import unprivileged_problem
+from usbip.daemon.process import Monitor, Service, unprivileged_problem
 from usbip.device import DeviceStatus, Speed, UsbDevice
 from usbip.errors import InvalidArgument, UsbipError
 from usbip.protocol import Status
@@ -503,3 +505,130 @@ def test_the_status_check_sees_every_privilege_left():
     one_cap = DROPPED_STATUS.replace("CapEff:\t0000000000000000", "CapEff:\t0000000000000400")
     assert unprivileged_problem(one_cap) == "CapEff 0000000000000400"
     assert "Uid missing" in unprivileged_problem("Name:\tx\n")
+
+
+def test_a_late_reply_then_the_end_of_the_stream_is_seen_as_a_gone_monitor(pair, descriptors):
+    channel = Channel(pair.ours, timeout=0.05)
+    with pytest.raises(ChannelError, match="did not answer"):
+        channel.call("RULES")
+    pair.theirs.close()
+    assert channel.check() is False
+
+
+# -- the monitor's lifecycle, in this process ------------------------------------------------------
+class Notifier:
+    def __init__(self) -> None:
+        self.sent: List[str] = []
+
+    def notify(self, *assignments: str) -> bool:
+        self.sent.append("\n".join(assignments))
+        return True
+
+    def reloading(self) -> bool:
+        return self.notify("RELOADING=1")
+
+    def count(self, assignment: str) -> int:
+        return sum(1 for message in self.sent if assignment in message.split("\n"))
+
+
+def _network(channel_socket, ready_fd) -> int:
+    """The network process of these tests: READY, then idle until signalled (SIGTERM's default action)."""
+    Channel(channel_socket, timeout=5).call("READY")
+    while True:
+        time.sleep(1)
+
+
+def _service(**kw) -> Service:
+    released = []
+    service = Service(exporter=FakeDriver(), modes=("host",), apply_rules=lambda: None, network=_network,
+                      close=lambda: released.append(True), **kw)
+    service.released_calls = released
+    return service
+
+
+def _drive(steps) -> threading.Thread:
+    """Run ``steps`` (callables) one after the other on a thread, beside the monitor's loop."""
+    def run():
+        for step in steps:
+            step()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _until(predicate, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _children() -> List[int]:
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_reload_whose_rules_fail_keeps_the_network_process_and_releases_the_new_configuration():
+    notifier, seen = Notifier(), {}
+    first = _service()
+
+    def broken_rules():
+        raise UsbipError("planted")
+
+    second = _service()
+    second.apply_rules = broken_rules
+    monitor = Monitor(lambda: second, notifier, stop_seconds=2)
+    thread = _drive([
+        lambda: _until(lambda: notifier.count("READY=1") == 1),
+        lambda: seen.setdefault("before", _children()),
+        lambda: os.kill(os.getpid(), signal.SIGHUP),
+        lambda: _until(lambda: notifier.count("READY=1") == 2),
+        lambda: seen.setdefault("after", _children()),
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+    ])
+    assert monitor.run(first) == 0
+    thread.join(5)
+    assert len(seen["before"]) == 1 and seen["after"] == seen["before"]
+    assert notifier.sent[1] == "RELOADING=1" and second.released_calls == [True]
+    assert first.released_calls == [True]  # at the end, once
+
+
+def test_a_reload_hands_over_to_a_new_network_process():
+    notifier, seen = Notifier(), {}
+    first, second = _service(), _service()
+    monitor = Monitor(lambda: second, notifier, stop_seconds=2)
+    thread = _drive([
+        lambda: _until(lambda: notifier.count("READY=1") == 1),
+        lambda: seen.setdefault("before", _children()),
+        lambda: os.kill(os.getpid(), signal.SIGHUP),
+        lambda: _until(lambda: notifier.count("READY=1") == 2),
+        lambda: seen.setdefault("after", _children()),
+        lambda: seen.setdefault("first released", list(first.released_calls)),
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+    ])
+    assert monitor.run(first) == 0
+    thread.join(5)
+    assert len(seen["after"]) == 1 and seen["after"] != seen["before"]
+    assert seen["first released"] == [True]  # once its network process was gone
+    assert notifier.sent[-1] == "STOPPING=1" and second.released_calls == [True]
+
+
+def test_a_network_process_that_dies_fails_the_monitor():
+    notifier = Notifier()
+    monitor = Monitor(lambda: _service(), notifier, stop_seconds=2)
+    thread = _drive([
+        lambda: _until(lambda: notifier.count("READY=1") == 1),
+        lambda: os.kill(_children()[0], signal.SIGKILL),
+    ])
+    assert monitor.run(_service()) == 1
+    thread.join(5)
+    assert _children() == []

@@ -397,7 +397,10 @@ class Channel:
         or the end of the stream.
         """
         if self.late:
-            self._drop_late_replies()
+            try:
+                self._drop_late_replies()
+            except ChannelError:
+                return False
             return not self.gone
         try:
             data = self.sock.recv(MAX_MESSAGE + 1, socket.MSG_DONTWAIT | socket.MSG_PEEK)

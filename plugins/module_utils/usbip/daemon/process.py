@@ -244,6 +244,8 @@ class Monitor:
         self.status = 0
         self.selector = selectors.DefaultSelector()
         self._wakeup: List[int] = []
+        #: Every configuration a network process was started with (released at the end).
+        self._spawned: List[Service] = []
 
     # -- run -------------------------------------------------------------------------------
     def run(self, service: Service) -> int:
@@ -274,10 +276,9 @@ class Monitor:
             for fd in self._wakeup:
                 os.close(fd)
             self._close_ready_fd()
-            service.release()
-            for other in [self.pending] + [c.service for c in self.children.values()]:
-                if other is not None:
-                    other.release()
+            for loaded in [service, self.pending] + self._spawned:
+                if loaded is not None:
+                    loaded.release()
 
     def _timeout(self) -> Optional[float]:
         deadlines = [c.deadline for c in self.children.values() if c.deadline is not None and not c.killed]
@@ -290,11 +291,11 @@ class Monitor:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             pid = os.fork()
-        except OSError:
+        except OSError as err:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             ours.close()
             theirs.close()
-            raise
+            raise UsbipError("cannot start the network process: %s" % err.strerror) from None
         if pid == 0:  # the network process: never returns
             status = 1
             try:
@@ -310,6 +311,7 @@ class Monitor:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         ours.setblocking(False)
+        self._spawned.append(service)
         child = _Child(pid, ours, service, None)
         child.dispatcher = Dispatcher(service.exporter, service.modes, service.apply_rules,
                                       lambda: self._ready(child))
@@ -408,6 +410,7 @@ class Monitor:
                 if child.service is not self.pending and not any(
                         c.service is child.service for c in self.children.values()):
                     child.service.release()
+                    self._spawned = [s for s in self._spawned if not s.released]
                 if self.pending is not None and not self.stopping and not self.children:
                     service, self.pending = self.pending, None
                     self.current = self._spawn(service)
@@ -457,10 +460,13 @@ class Monitor:
         if self.stopping:
             return
         self.notifier.reloading()
+        service = None
         try:
             service = self.load()
             service.apply_rules()
         except UsbipError as err:
+            if service is not None:
+                service.release()
             log.error("reload refused, still serving the previous configuration: %s", err)
             self.notifier.notify("READY=1")
             return
