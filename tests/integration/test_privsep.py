@@ -40,6 +40,11 @@ PORT = 3296
 TLS_PLAIN_PORT, TLS_PORT = 3298, 3299
 
 
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
 def children_of(pid: int) -> list:
     found = []
     for entry in os.listdir("/proc"):
@@ -148,8 +153,7 @@ def hostile_requests(monitor: int, network: int, busid: str) -> None:
         listener.close()
         os.close(read_end)
         os.close(write_end)
-    with open("/sys/bus/usb/devices/%s/usbip_status" % busid) as f:
-        assert f.read().strip() == "1"  # still bound and available: nothing was exported or unbound
+    assert read("/sys/bus/usb/devices/%s/usbip_status" % busid) == "1"  # nothing exported or unbound
 
 
 def imported(busid: str):
@@ -189,7 +193,7 @@ def test_c_tools_through_an_unprivileged_network_process(kernel, gadgets, backin
     finally:
         sh(*C, "detach", "-p", str(port.port))
     wait_for(lambda: imported(busid) is None, 20, "the port to be free")
-    wait_for(lambda: open("/sys/bus/usb/devices/%s/usbip_status" % busid).read().strip() == "1", 20,
+    wait_for(lambda: read("/sys/bus/usb/devices/%s/usbip_status" % busid) == "1", 20,
              "the device to be available again")
     sh(*OURS, "unbind", "-b", busid)
     wait_for(lambda: os.path.basename(os.readlink("/sys/bus/usb/devices/%s/driver" % busid)) == original_driver,
@@ -220,8 +224,7 @@ def test_an_import_inside_tls_through_the_unprivileged_process(kernel, gadgets, 
                   certs["client1-key"], "-t", str(TLS_PORT))
         sh(*client, "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.5")
         port = wait_for(lambda: imported("usbip-vudc.5"), 30, "usbip-vudc.5 on a vhci port")
-        with open("/sys/devices/platform/usbip-vudc.5/usbip_status") as f:
-            assert f.read().strip() == "2"
+        assert read("/sys/devices/platform/usbip-vudc.5/usbip_status") == "2"
         Sysfs().write(VHCI + "/detach", str(port.port))
         wait_for(lambda: imported("usbip-vudc.5") is None, 30, "usbip-vudc.5 detached")
         assert daemon.poll() is None and children_of(daemon.pid) == [network]

@@ -305,6 +305,7 @@ def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: O
     _preload(options)
     channel = Channel(channel_socket)
     pending = []
+    starter = [ready_fd]  # None once closed: the number may be reused
 
     def send_rules() -> None:
         pending.clear()
@@ -325,15 +326,15 @@ def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: O
         if who is not None:
             process.drop_privileges(who)
             process.require_readable([sysfs.real("/sys")], who)
-        asyncio.run(_serve_network(server, channel, driver, rules, send_rules, ready_fd))
+        asyncio.run(_serve_network(server, channel, driver, rules, send_rules, starter))
     except UsbipError as err:
         log.error("%s", describe(err))
-        _tell_starter(ready_fd, err)
+        _tell_starter(starter[0], err)
         return EXIT_FAILURE
     return EXIT_OK
 
 
-async def _serve_network(server, channel, driver, rules, send_rules, ready_fd: Optional[int]) -> None:
+async def _serve_network(server, channel, driver, rules, send_rules, starter: List[Optional[int]]) -> None:
     import asyncio  # noqa: PLC0415
 
     from ..daemon.privsep import READY  # noqa: PLC0415
@@ -352,8 +353,9 @@ async def _serve_network(server, channel, driver, rules, send_rules, ready_fd: O
 
     channel.call(READY)
     loop.add_reader(channel.fileno(), monitor_gone)
-    if ready_fd is not None:
-        os.close(ready_fd)
+    if starter[0] is not None:
+        os.close(starter[0])
+        starter[0] = None
     log.info("serving %s-mode devices%s", driver.mode,
              "; export rules: %s" % ", ".join(map(str, rules)) if rules else "")
     tasks = [asyncio.ensure_future(server.serve_forever())]

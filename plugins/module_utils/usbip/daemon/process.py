@@ -98,15 +98,17 @@ def drop_privileges(target: Account, status_path: str = "/proc/self/status") -> 
     """Become ``target`` for good: no supplementary groups, every uid and gid, no new privileges.
 
     Then read back what the kernel says and refuse to go on unless the uid is
-    not 0 and no capability is left.
+    not 0 and no capability is left. ``prctl`` is looked up first: ctypes
+    comes from the standard library, which may be readable by root only.
     """
+    prctl = _prctl()
     try:
         os.setgroups([])
         os.setresgid(target.gid, target.gid, target.gid)
         os.setresuid(target.uid, target.uid, target.uid)
     except OSError as err:
         raise UsbipError("cannot drop privileges to %s: %s" % (target.name, err.strerror)) from None
-    no_new_privs()
+    no_new_privs(prctl)
     try:
         with open(status_path) as f:
             status = f.read()
@@ -117,23 +119,32 @@ def drop_privileges(target: Account, status_path: str = "/proc/self/status") -> 
         raise UsbipError("refusing to serve: the network process is still privileged (%s)" % problem)
 
 
-def no_new_privs() -> bool:
+def _prctl() -> Optional[Callable[..., int]]:
+    """The C library's ``prctl``, or None (logged at debug level) where there is none to call."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError) as err:
+        log.debug("PR_SET_NO_NEW_PRIVS not set: no prctl (%s)", err)
+        return None
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl
+
+
+def no_new_privs(prctl: Optional[Callable[..., int]] = None) -> bool:
     """``prctl(PR_SET_NO_NEW_PRIVS)``: nothing this process executes can gain privileges. Optional.
 
     Without a C library to call (or on a kernel that refuses), the drop still
     stands; the fact is logged at debug level.
     """
-    try:
-        import ctypes  # noqa: PLC0415
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (ImportError, OSError, AttributeError) as err:
-        log.debug("PR_SET_NO_NEW_PRIVS not set: no prctl (%s)", err)
+    prctl = prctl or _prctl()
+    if prctl is None:
         return False
-    prctl.restype = ctypes.c_int
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     if prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        import ctypes  # noqa: PLC0415 - imported by _prctl already
+
         log.debug("PR_SET_NO_NEW_PRIVS not set: %s", os.strerror(ctypes.get_errno()))
         return False
     return True
@@ -270,8 +281,12 @@ class Monitor:
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            for child in list(self.children.values()):
+            for child in list(self.children.values()):  # only when the loop itself failed
                 self._kill(child, signal.SIGKILL)
+                try:
+                    os.waitpid(child.pid, 0)
+                except ChildProcessError:
+                    pass
             self.selector.close()
             for fd in self._wakeup:
                 os.close(fd)
