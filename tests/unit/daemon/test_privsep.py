@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import List, Optional
@@ -28,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from usbip.daemon import privsep
+from usbip.daemon import privsep, process
 from usbip.daemon.catalog import Catalog, status_for
 from usbip.daemon.privsep import (
     MAX_MESSAGE,
@@ -632,3 +633,32 @@ def test_a_network_process_that_dies_fails_the_monitor():
     assert monitor.run(_service()) == 1
     thread.join(5)
     assert _children() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_the_drop_in_a_child_leaves_nothing_and_sets_no_new_privs_before_losing_the_standard_library():
+    """In a forked child, as the network process: ctypes is not imported yet (pyudev would import it),
+    and the standard library may be readable by root only (a Python installed under /root): prctl is
+    looked up before the drop, so no_new_privs is set all the same."""
+    target = process.account("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            for name in [n for n in sys.modules if n == "ctypes" or n.startswith("ctypes.")]:
+                del sys.modules[name]
+            process.drop_privileges(target)
+            with open("/proc/self/status") as f:
+                os.write(write_end, f.read().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    fields = {key: value.split() for key, _sep, value in (line.partition(":") for line in text.splitlines())}
+    assert fields["Uid"] == [str(target.uid)] * 4 and fields["Gid"] == [str(target.gid)] * 4
+    assert fields["CapEff"] == ["0000000000000000"] and fields["NoNewPrivs"] == ["1"]
