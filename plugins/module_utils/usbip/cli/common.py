@@ -7,7 +7,8 @@ grep for those lines, so every front end keeps that shape. A failure the
 package raises on purpose is one such line and an exit status, never a
 traceback. Nothing here imports :mod:`logging`: a short-lived command such as
 ``usbip attach`` is benchmarked against the C tool, and its few messages do
-not need the machinery; :func:`setup_logging` serves long-running programs.
+not need the machinery; long-running programs log through :mod:`usbip.cli.logs`
+(see :func:`run_program`).
 For the same reason :mod:`argparse` is imported only when :class:`Parser` is
 first used: ``usbip attach`` and ``detach`` parse their usual command lines
 without it (see ``usbip._fast_args``).
@@ -173,8 +174,10 @@ def run_program(prog: str, parser: Callable[[], Any], body: Callable[[Any], int]
 
     Parses ``argv`` with ``parser()`` (which has ``-d/--debug``), routes the
     logger named ``prog`` to stderr, or to syslog when ``syslog(args)`` says
-    so, and runs ``body(args)``: an expected failure is one line and an exit
-    status, an interrupt exits 130, never a traceback.
+    so, through :mod:`usbip.cli.logs` (a queue and a writer thread: a slow log
+    never stalls the program), and runs ``body(args)``: an expected failure is
+    one line and an exit status, an interrupt exits 130, never a traceback.
+    What is still queued is written out before it returns.
     """
     reporter = Reporter(prog)
     try:
@@ -183,45 +186,24 @@ def run_program(prog: str, parser: Callable[[], Any], body: Callable[[Any], int]
         return done.status
     except UsageError as err:
         return reporter.failure(err)
-    setup_logging(prog, prog, args.debug, syslog(args))
+    from . import logs  # noqa: PLC0415 - see the module docstring
+
+    logs.setup(prog, prog, args.debug, syslog(args))
     try:
         return body(args)
     except UsbipError as err:
         return reporter.failure(err)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        logs.stop()
 
 
 def setup_logging(logger_name: str, prog: str, debug: bool = False, syslog: bool = False) -> Any:
     """Route a :mod:`logging` logger to stderr (or syslog) in the same shape as :class:`Reporter`.
 
-    For long-running programs whose library code logs through ``logging``;
-    returns the configured logger. Without a reachable syslog socket the
-    messages go to stderr rather than nowhere.
+    The same as :func:`usbip.cli.logs.setup` (kept for callers of this name); returns the logger.
     """
-    import logging  # noqa: PLC0415
-    import logging.handlers  # noqa: PLC0415
+    from . import logs  # noqa: PLC0415 - see the module docstring
 
-    class Formatter(logging.Formatter):
-        """Levels in lower case (``error``, ``info``), as the C tools print them."""
-
-        def format(self, record: logging.LogRecord) -> str:
-            record = logging.makeLogRecord(record.__dict__)
-            record.levelname = record.levelname.lower()
-            return super().format(record)
-
-    handler: Optional[logging.Handler] = None
-    if syslog:
-        try:
-            handler = logging.handlers.SysLogHandler(address="/dev/log")
-            handler.setFormatter(Formatter(prog + "[%(process)d]: %(levelname)s: %(message)s"))
-        except OSError:
-            handler = None
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(Formatter(prog + ": %(levelname)s: %(message)s"))
-    log = logging.getLogger(logger_name)
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if debug else logging.INFO)
-    log.propagate = False
-    return log
+    return logs.setup(logger_name, prog, debug, syslog)
