@@ -1,13 +1,15 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Access control of usbipd (issue 7): listen addresses, client allow-list, limits, read timeouts.
+"""Access control of usbipd: listen addresses, client allow-list, limits, read timeouts.
 
 * The daemon listens on exactly the addresses it is given: the kernel's
   socket tables (``/proc/net/tcp``, ``tcp6``) are read, and the other
   loopback address refuses connections.
 * An allow-list of client networks (IPv4 and IPv6 CIDR) refuses other
   clients as they connect -- the server closes without waiting for, or
-  reading, a request -- and logs a line saying so.
+  reading, a request -- and logs a line saying so (further refusals of the
+  same client in the interval are counted into one line).
+* ``max_per_client`` counts per client network: an IPv4 address, an IPv6 /64.
 * The read timeout is per request: a client trickling its request a byte at
   a time is closed when the time is up, however busy it keeps the socket.
 * 500 idle or byte-at-a-time clients do not delay a normal client's DEVLIST
@@ -17,9 +19,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import pathlib
+import re
 import resource
 import selectors
 import shutil
@@ -39,7 +43,7 @@ from tests.fuzz import MODULE_UTILS
 from tests.fuzz.server import LiveServer, receive_all
 from usbip.daemon.catalog import Catalog
 from usbip.net import client
-from usbip.net.server import ServerOptions, UsbipServer, parse_networks
+from usbip.net.server import ServerOptions, UsbipServer, _Connection, parse_networks
 from usbip.protocol import DevlistRequest, ImportRequest
 from usbip.sysfs.host import HostDriver
 
@@ -188,7 +192,8 @@ def test_ipv4_client_outside_the_allow_list_is_refused_unread(sysfs, allow):
     assert live.server.stats["refused"] == 2
     assert live.server.stats["accepted"] == live.server.stats["devlist"] == live.server.stats["bad"] == 0
     lines = [m for m in live.tap.recent if "refused: not in the allowed client networks" in m]
-    assert len(lines) == 2 and lines[0].startswith("WARNING: connection from 127.0.0.1:")
+    assert lines == [lines[0], "WARNING: 1 more connections from 127.0.0.1 refused: not in the allowed client networks"]
+    assert lines[0].startswith("WARNING: connection from 127.0.0.1:")
 
 
 @pytest.mark.parametrize("allow, source", [
@@ -268,6 +273,69 @@ def test_global_and_per_client_limits_refuse_with_a_log_line(sysfs):
     recent = list(live.tap.recent)
     assert any("127.0.0.2:" in m and "too many connections from this client (3)" in m for m in recent)
     assert any("127.0.0.1:" in m and "too many connections (6)" in m for m in recent)
+
+
+class _Transport:
+    def __init__(self, peer) -> None:
+        self.peer, self.aborted = peer, False
+
+    def get_extra_info(self, name, default=None):
+        return self.peer if name == "peername" else default
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def _connect(server: UsbipServer, peers) -> List[bool]:
+    """Connections from ``peers`` as asyncio makes them (no sockets); whether each was admitted. All stay open."""
+    async def run() -> List[bool]:
+        admitted = []
+        for peer in peers:
+            transport = _Transport(peer)
+            _Connection(server).connection_made(transport)
+            admitted.append(not transport.aborted)
+        return admitted
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("prefix, admitted", [
+    (64, [True, True, True, False, False, True]),  # the default: one /64 is one client
+    (128, [True, True, True, True, True, True]),  # per address, as before client_prefix_ipv6 existed
+    (48, [True, True, True, False, False, False]),
+])
+def test_the_per_client_limit_counts_an_ipv6_network_as_one_client(sysfs, prefix, admitted):
+    server = UsbipServer(Catalog(HostDriver(sysfs)), ServerOptions(max_per_client=3, client_prefix_ipv6=prefix,
+                                                                   read_timeout=3600))
+    peers = [("2001:db8:0:1::%x" % n, 4000, 0, 0) for n in (1, 2, 3, 0xffff)] + \
+        [("2001:db8:0:1:ffff:ffff:ffff:ffff", 4000, 0, 0), ("2001:db8:0:2::1", 4000, 0, 0)]
+    assert _connect(server, peers) == admitted
+    first = ipaddress.ip_network("2001:db8:0:1::1/%d" % prefix, strict=False)
+    assert server.connections[first] == (3 if prefix != 128 else 1)
+    # The allow-list still judges the address itself.
+    server.options.allow = parse_networks(["2001:db8:0:1::1/128"])
+    assert server.admit(("2001:db8:0:1::2", 4000, 0, 0)) == "not in the allowed client networks"
+
+
+def test_the_per_client_limit_counts_an_ipv4_network_as_one_client(sysfs):
+    """Live, with client_prefix_ipv4 24: 127.0.0.2, .3, .4 fill their /24's three slots; 127.0.1.2 is another client."""
+    live = LiveServer(sysfs, "host", ServerOptions(port=0, addresses=["127.0.0.1"], read_timeout=3600,
+                                                    max_per_client=3, client_prefix_ipv4=24))
+    held = []
+    try:
+        held += [socket.create_connection(("127.0.0.1", live.port), source_address=("127.0.0.%d" % n, 0))
+                 for n in (2, 3, 4)]
+        _until(lambda: live.server.active == 3)
+        assert _devlist(live.port, source="127.0.0.5") == []
+        assert _devlist(live.port, source="127.0.1.2") == ["17-1"]
+        assert live.server.connections == {ipaddress.ip_network("127.0.0.0/24"): 3}
+    finally:
+        for s in held:
+            s.close()
+        live.stop()
+    assert live.server.stats["refused"] == 1
+    assert any("connection from 127.0.0.5:" in m and "too many connections from this client (3)" in m
+               for m in live.tap.recent)
 
 
 def test_the_read_timeout_is_per_request_not_per_byte(sysfs):
@@ -430,10 +498,17 @@ def test_500_idle_or_trickling_clients_do_not_delay_a_normal_devlist(tmp_path, m
                        for k, v in figures.items())
     print("DEVLIST latency with hostile clients: " + report)
     assert "internal error" not in log and "Traceback" not in log, log[-3000:]
-    refused = log.count("refused: too many connections from this client (64)")
-    assert refused >= 400, log[-2000:]
+    assert refusals(log, "too many connections from this client (64)") >= 400, log[-2000:]
+    assert log.count("\n") < 20, log[-2000:]  # the first refusal, then one line counting the others
     for values in figures.values():
         assert statistics.median(values) < 100, report
+
+
+def refusals(log: str, reason: str) -> int:
+    """Refused connections a log reports for ``reason``: lines of their own, and those counted in summaries."""
+    first = len(re.findall(r"connection from \S+ refused: %s$" % re.escape(reason), log, re.M))
+    more = re.findall(r"(\d+) more connections from \S+ refused: %s$" % re.escape(reason), log, re.M)
+    return first + sum(int(n) for n in more)
 
 
 def test_networks_are_checked_when_parsed():
@@ -450,7 +525,8 @@ def test_a_refused_peer_is_refused_again_while_others_connect(sysfs):
         for _ in range(20):
             assert _refused_before_reading(live, "127.0.0.1", source="127.0.0.5") == b""
         assert _devlist(live.port) == ["17-1"]
-        assert live.server.active in (0, 1) and live.server.connections.get(ipaddress.ip_address("127.0.0.5")) is None
+        assert live.server.active in (0, 1)
+        assert live.server.connections.get(ipaddress.ip_network("127.0.0.5/32")) is None
     finally:
         live.stop()
     assert live.server.stats["refused"] == 20

@@ -8,18 +8,27 @@ client input that can stop the server from answering the next client.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
+import logging
+import os
+import resource
+import selectors
 import socket
 import struct
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from tests.fuzz.server import receive_all
+from tests.fuzz.server import LogTap, receive_all
 from usbip.daemon.catalog import Catalog
 from usbip.device import DeviceStatus, Speed, UsbDevice, UsbInterface
+from usbip.net import limits
+from usbip.net import server as server_module
 from usbip.net.server import ServerOptions, UsbipServer
+from usbip.net.tls import TlsError
 from usbip.sysfs.errors import DeviceBusy, DeviceNotFound
 from usbip.sysfs.uevents import UeventWatcher
 
@@ -238,3 +247,114 @@ def test_without_pyudev_the_list_is_rescanned_per_request(monkeypatch):
         assert harness.backend.scans == 3
     finally:
         harness.stop()
+
+
+# -- connections seen from the protocol side, without sockets -------------------------------------
+class FakeTransport:
+    """What a connection uses of its asyncio transport: the peer's address, and abort()."""
+
+    def __init__(self, peer) -> None:
+        self.peer = peer
+        self.aborted = False
+
+    def get_extra_info(self, name, default=None):
+        return self.peer if name == "peername" else default
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class BusyEndpoint:
+    """A TLS endpoint whose handshake cap is reached: session() raises, as net.tls does past max_handshakes."""
+
+    config = SimpleNamespace(max_handshakes=1, allow_names=frozenset())
+
+    def session(self):
+        raise TlsError("too many TLS handshakes in progress (1)")
+
+
+def test_a_refused_tls_session_is_counted_logged_and_leaves_nothing_behind(caplog):
+    server = UsbipServer(Catalog(ScriptedBackend()), ServerOptions(tls=BusyEndpoint()))
+
+    async def connect_twice():
+        for port in (5001, 5002):
+            connection = server_module._TlsConnection(server)  # noqa: SLF001
+            transport = FakeTransport(("10.0.0.7", port))
+            connection.connection_made(transport)
+            assert transport.aborted and connection.session is None
+            connection.data_received(b"\x16\x03\x01")  # nothing may reach a missing session
+            connection.connection_lost(None)  # what asyncio calls after abort()
+        server.throttle.flush()
+
+    caplog.set_level(logging.INFO, logger="usbipd")
+    asyncio.run(connect_twice())
+    assert server.stats["tls_refused"] == 2 and server.stats["accepted"] == 2
+    assert server.active == 0 and server.connections == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        "connection from 10.0.0.7:5001 refused: too many TLS handshakes in progress (1)",
+        "1 more connections from 10.0.0.7 refused: too many TLS handshakes in progress (1)",
+    ]
+
+
+def test_failed_accepts_are_one_warning_and_a_count_not_a_traceback_each(served):
+    tap = LogTap()
+    log = logging.getLogger("usbipd")
+    log.addHandler(tap)
+    passed_on = []
+    try:
+        async def fail_accepts():
+            loop = asyncio.get_running_loop()
+            error = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            for _ in range(1000):
+                loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                             "exception": error})
+            # Anything else goes to the handler that was there before the server started.
+            loop.default_exception_handler = lambda context: passed_on.append(context["message"])
+            loop.call_exception_handler({"message": "something else"})
+            del loop.default_exception_handler
+            served.server.throttle.flush()
+
+        asyncio.run_coroutine_threadsafe(fail_accepts(), served.loop).result(5)
+    finally:
+        log.removeHandler(tap)
+    assert served.server.stats["accept_failed"] == 1000
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert list(tap.recent) == [
+        "WARNING: cannot accept connections: Too many open files (descriptor limit %d); new clients wait" % limit,
+        "WARNING: 999 more failed accepts: Too many open files",
+    ]
+    assert passed_on == ["something else"]
+    _devlist_ok(served.port)
+
+
+def test_the_listen_queue_stays_deep_while_accepts_are_few_per_pass(served):
+    """200 clients connect while the loop is busy: the kernel completes every handshake at once.
+
+    asyncio accepts ``ACCEPTS_PER_PASS`` per pass; had that number stayed the
+    listen() backlog, the kernel would queue 17 and leave the others to retry
+    their SYN a second later.
+    """
+    assert served.server.servers[0]._backlog == limits.ACCEPTS_PER_PASS  # noqa: SLF001
+    busy = threading.Event()
+    served.loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(1.5)))
+    assert busy.wait(5)
+    clients = []
+    selector = selectors.DefaultSelector()
+    try:
+        for _ in range(200):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", served.port))
+            clients.append(s)
+            selector.register(s, selectors.EVENT_WRITE)
+        connected, deadline = 0, time.monotonic() + 0.8
+        while connected < len(clients) and time.monotonic() < deadline:
+            for key, _events in selector.select(0.05):
+                selector.unregister(key.fileobj)
+                connected += 1
+    finally:
+        selector.close()
+        for s in clients:
+            s.close()
+    assert connected == 200
+    _devlist_ok(served.port)

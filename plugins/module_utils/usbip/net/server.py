@@ -8,6 +8,12 @@ successful IMPORT hands the socket to the kernel, which serves URBs on it
 from then on. Nothing a client sends can stop the loop: malformed bytes, an
 unknown opcode, a client that stalls or hangs up mid-message each end that
 connection alone, with a log line.
+
+Nor can a flood of connections: the descriptor limit is checked against
+``max_connections`` before binding, asyncio accepts a bounded number of
+connections per pass of the loop, and refusals, timeouts and bad requests
+are logged once per client network and interval, the rest counted
+(:mod:`usbip.net.limits`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import errno
 import ipaddress
 import logging
+import resource
 import socket
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -35,6 +42,7 @@ from ..protocol import (
     RequestReader,
     Status,
 )
+from .limits import ACCEPTS_PER_PASS, LogThrottle, descriptors_needed, ensure_descriptors
 from .sockets import tune
 from .tls import TlsError
 
@@ -56,10 +64,14 @@ class ServerOptions:
     allow: Sequence[Network] = ()
     read_timeout: float = 10.0
     max_connections: int = 512
+    #: ``max_per_client`` counts per client network of these prefix lengths (one IPv4 host, one IPv6 /64):
+    #: whoever holds an IPv6 /64 has billions of addresses. Log lines about clients are grouped the same way.
     max_per_client: int = 64
-    #: ``max_per_client`` counts per client network of these prefix lengths (one IPv4 host, one IPv6 /64).
     client_prefix_ipv4: int = 32
     client_prefix_ipv6: int = 64
+    #: Seconds over which further refusals, timeouts and bad requests of one client network are
+    #: counted into one line (see :class:`usbip.net.limits.LogThrottle`).
+    log_interval: float = 10.0
     ipv4: bool = True
     ipv6: bool = True
     #: USB/IP inside TLS on ``tls_port`` (a server :class:`~usbip.net.tls.TlsEndpoint`), and
@@ -103,6 +115,8 @@ def _client_address(peer) -> Optional[ipaddress._BaseAddress]:  # noqa: SLF001
 _ADDRESSES: Dict[object, Optional[ipaddress._BaseAddress]] = {}  # noqa: SLF001
 #: OP_REQ_DEVLIST, the one request that comes whole in one segment nearly always.
 _DEVLIST_REQUEST = DevlistRequest().encode()
+#: How asyncio reports an accept() that failed for want of descriptors, buffers or memory.
+_ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 class Devices(Protocol):
@@ -176,14 +190,18 @@ class UsbipServer:
         #: The listening sockets that speak TLS.
         self.tls_listening: List[socket.socket] = []
         self.servers: list = []
-        self.connections: Dict[object, int] = {}
+        #: Connections held per client network (see :meth:`client_network`).
+        self.connections: Dict[Optional[Network], int] = {}
         self.active = 0
         self.on_change = on_change
         self.watcher = watcher(self._changed)
         self.stats = {"accepted": 0, "refused": 0, "devlist": 0, "import": 0, "exported": 0, "bad": 0,
-                      "tls_refused": 0}
+                      "tls_refused": 0, "accept_failed": 0}
+        self.throttle = LogThrottle(log, options.log_interval)
         #: The last DEVLIST reply, keyed on the catalog generation and the devices in it.
         self._devlist: Tuple[object, bytes] = (None, b"")
+        self._networks: Dict[ipaddress._BaseAddress, Network] = {}  # noqa: SLF001
+        self._loop_handler: Optional[tuple] = None
 
     def _changed(self) -> None:
         self.catalog.invalidate()
@@ -192,7 +210,11 @@ class UsbipServer:
 
     def bind(self) -> None:
         """Open the listening sockets now, so that a daemon reports a taken port
-        or a wrong address before it detaches from its terminal."""
+        or a wrong address before it detaches from its terminal.
+
+        First the descriptor limit: raised to what ``max_connections`` needs,
+        or a :class:`UsbipError` if the hard limit is too low for it."""
+        ensure_descriptors(descriptors_needed(self.options), self.options.max_connections)
         ports = ([(self.options.port, False)] if self.options.plain else []) + \
             ([(self.options.tls_port, True)] if self.options.tls is not None else [])
         for (family, host), (port, secure) in ((t, p) for t in self._bind_targets() for p in ports):
@@ -224,11 +246,20 @@ class UsbipServer:
         if not self.listening:
             self.bind()
         loop = asyncio.get_running_loop()
+        self._loop_handler = (loop, loop.get_exception_handler())
+        loop.set_exception_handler(self._loop_exception)
+        self.throttle.schedule = loop.call_later
         log.info("device list kept current by %s", self.watcher.start(loop))
         for sock in self.listening:
             secure = sock in self.tls_listening
             kind = _TlsConnection if secure else _Connection
-            server = await loop.create_server(lambda kind=kind: kind(self), sock=sock, backlog=socket.SOMAXCONN)
+            # asyncio uses ``backlog`` twice: for listen(), and as the number of connections it accepts
+            # in one go when the socket is readable. A burst must wait in a deep kernel queue, but be
+            # accepted a few at a time: thousands accepted at once are thousands of descriptors before
+            # the first is refused and closed. So asyncio gets the small number, which it passes to
+            # listen() while it starts serving (here, once), and the queue is deepened again right after.
+            server = await loop.create_server(lambda kind=kind: kind(self), sock=sock, backlog=ACCEPTS_PER_PASS)
+            sock.listen(socket.SOMAXCONN)
             self.servers.append(server)
             name = sock.getsockname()
             log.info("listening on %s port %d%s", _show(name[0], sock.family), name[1],
@@ -256,21 +287,72 @@ class UsbipServer:
         await asyncio.gather(*(server.serve_forever() for server in self.servers))
 
     def close(self) -> None:
-        self.watcher.stop(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.watcher.stop(loop)
         for server in self.servers:
             server.close()
+        self.throttle.flush()
+        self.throttle.schedule = None
+        if self._loop_handler is not None and self._loop_handler[0] is loop:
+            loop.set_exception_handler(self._loop_handler[1])
+            self._loop_handler = None
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """Failed accepts as a counted warning, not a traceback each; the rest to the previous handler.
+
+        asyncio reports each failed accept() (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+        with a traceback and tries again a second later; a flood repeats that
+        thousands of times a second unless it is throttled.
+        """
+        if context.get("message") == _ACCEPT_FAILED:
+            self.stats["accept_failed"] += 1
+            err = context.get("exception")
+            reason = (err.strerror if isinstance(err, OSError) and err.strerror else str(err)) or "unknown error"
+            self.throttle.event("failed accepts: %s" % reason, logging.WARNING,
+                                "cannot accept connections: %s (descriptor limit %d); new clients wait",
+                                reason, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            return
+        previous = self._loop_handler[1] if self._loop_handler is not None else None
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     # -- admission -------------------------------------------------------------
     def admit(self, peer) -> Optional[str]:
-        """Why a new connection must be refused before reading it, or None."""
+        """Why a new connection must be refused before reading it, or None.
+
+        The allow-list judges the address itself; ``max_per_client`` counts
+        the connections of the client's network (:meth:`client_network`).
+        """
         address = _client_address(peer)
         if self.options.allow and (address is None or not any(address in net for net in self.options.allow)):
             return "not in the allowed client networks"
         if self.active >= self.options.max_connections:
             return "too many connections (%d)" % self.options.max_connections
-        if self.connections.get(address, 0) >= self.options.max_per_client:
+        if self.connections.get(self.client_network(address), 0) >= self.options.max_per_client:
             return "too many connections from this client (%d)" % self.options.max_per_client
         return None
+
+    def client_network(self, address: Optional[ipaddress._BaseAddress]) -> Optional[Network]:  # noqa: SLF001
+        """The network ``address`` counts in: its ``client_prefix_ipv4`` or ``client_prefix_ipv6`` prefix."""
+        if address is None:
+            return None
+        network = self._networks.get(address)
+        if network is None:
+            if address.version == 6:
+                network = ipaddress.IPv6Network((address, self.options.client_prefix_ipv6), strict=False)
+            else:
+                network = ipaddress.IPv4Network((address, self.options.client_prefix_ipv4), strict=False)
+            if len(self._networks) >= 4096:
+                self._networks.clear()
+            self._networks[address] = network
+        return network
+
+    def refused(self, peer: str, network: Optional[Network], reason: str) -> None:
+        """Log a refused connection: the first of its network and reason in the interval, the rest counted."""
+        self.throttle.event("connections from %s refused: %s" % (_subject(network), reason), logging.WARNING,
+                            "connection from %s refused: %s", peer, reason)
 
     # -- requests --------------------------------------------------------------
     def devlist(self) -> bytes:
@@ -283,8 +365,12 @@ class UsbipServer:
             self._devlist = (key, DevlistReply(devices).encode())
         return self._devlist[1]
 
-    def import_device(self, request: ImportRequest, sock: socket.socket, peer: str) -> Tuple[bytes, bool]:
-        """Export the requested device on ``sock``; returns the reply and whether it succeeded."""
+    def import_device(self, request: ImportRequest, sock: socket.socket, peer: str,
+                      network: Optional[Network] = None) -> Tuple[bytes, bool]:
+        """Export the requested device on ``sock``; returns the reply and whether it succeeded.
+
+        ``network`` (the client's, see :meth:`client_network`) groups the log lines of refused imports.
+        """
         self.stats["import"] += 1
         if not self.watcher.watching:
             self.catalog.invalidate()
@@ -295,11 +381,21 @@ class UsbipServer:
             device = self.catalog.export(busid, sock.fileno())
         except UsbipError as err:
             status = self.catalog.refusal(err)
-            log.info("import of %r for %s refused: %s (%s)", request.busid, peer, err, status.description)
+            self.throttle.event("imports from %s refused: %s" % (_subject(network), status.description), logging.INFO,
+                                "import of %r for %s refused: %s (%s)", request.busid, peer, err, status.description)
             return ImportReply(status).encode(), False
         self.stats["exported"] += 1
         log.info("exported %s to %s", busid, peer)
         return ImportReply(Status.OK, device).encode(), True
+
+
+def _subject(network: Optional[Network]) -> str:
+    """A client network as log lines name it: the address alone for a single host."""
+    if network is None:
+        return "an unknown address"
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
 
 
 def _show(host: str, family) -> str:
@@ -318,7 +414,7 @@ class _Connection(asyncio.Protocol):
         self.reader = RequestReader()
         self.transport: Optional[asyncio.Transport] = None
         self.peer = "?"
-        self.address = None
+        self.network: Optional[Network] = None
         self.timer: Optional[asyncio.TimerHandle] = None
         self.counted = False
 
@@ -326,16 +422,16 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
+        self.network = self.server.client_network(_client_address(peer))
         reason = self.server.admit(peer)
         if reason:
             self.server.stats["refused"] += 1
-            log.warning("connection from %s refused: %s", self.peer, reason)
+            self.server.refused(self.peer, self.network, reason)
             transport.abort()
             return
         self.server.stats["accepted"] += 1
-        self.address = _client_address(peer)
         self.server.active += 1
-        self.server.connections[self.address] = self.server.connections.get(self.address, 0) + 1
+        self.server.connections[self.network] = self.server.connections.get(self.network, 0) + 1
         self.counted = True
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.server.options.read_timeout, self._timed_out)
@@ -346,15 +442,25 @@ class _Connection(asyncio.Protocol):
         if self.counted:
             self.counted = False
             self.server.active -= 1
-            left = self.server.connections.get(self.address, 1) - 1
+            left = self.server.connections.get(self.network, 1) - 1
             if left:
-                self.server.connections[self.address] = left
+                self.server.connections[self.network] = left
             else:
-                self.server.connections.pop(self.address, None)
+                self.server.connections.pop(self.network, None)
 
     def _timed_out(self) -> None:
-        log.info("%s sent no complete request in %.0f s: closed", self.peer, self.server.options.read_timeout)
+        seconds = self.server.options.read_timeout
+        self.server.throttle.event(
+            "clients of %s closed for sending no complete request in %.0f s" % (_subject(self.network), seconds),
+            logging.INFO, "%s sent no complete request in %.0f s: closed", self.peer, seconds)
         self.server.stats["bad"] += 1
+        self.transport.abort()
+
+    def _bad(self, message: str, *args) -> None:
+        """A request that cannot be served: counted, logged (throttled), and the connection closed."""
+        self.server.stats["bad"] += 1
+        self.server.throttle.event("bad requests from %s: closed" % _subject(self.network), logging.INFO,
+                                   message, *args)
         self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -376,9 +482,7 @@ class _Connection(asyncio.Protocol):
         try:
             request = self.reader.next_message()
         except ProtocolError as err:
-            self.server.stats["bad"] += 1
-            log.info("bad request from %s: %s: closed", self.peer, err)
-            self.transport.abort()
+            self._bad("bad request from %s: %s: closed", self.peer, err)
             return
         if request is NEED_DATA:
             return
@@ -386,9 +490,7 @@ class _Connection(asyncio.Protocol):
         if self.reader.trailing_data:
             # A client may only speak after our reply; bytes past the request
             # would otherwise reach the kernel as URBs.
-            self.server.stats["bad"] += 1
-            log.info("%s sent %d bytes past its request: closed", self.peer, len(self.reader.trailing_data))
-            self.transport.abort()
+            self._bad("%s sent %d bytes past its request: closed", self.peer, len(self.reader.trailing_data))
             return
         try:
             if isinstance(request, DevlistRequest):
@@ -412,7 +514,7 @@ class _Connection(asyncio.Protocol):
         raw = socket.socket(fileno=sock.fileno())
         try:
             self._prepare_import(raw)
-            reply, exported = self.server.import_device(request, raw, self.peer)
+            reply, exported = self.server.import_device(request, raw, self.peer, self.network)
             raw.sendall(reply)
         except TlsError as err:
             self.server.stats["bad"] += 1
@@ -438,8 +540,14 @@ class _TlsConnection(_Connection):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        if self.counted:
+        if not self.counted:
+            return
+        try:
             self.session = self.server.options.tls.session()
+        except TlsError as err:  # too many handshakes in progress
+            self.server.stats["tls_refused"] += 1
+            self.server.refused(self.peer, self.network, str(err))
+            transport.abort()
 
     def connection_lost(self, exc) -> None:
         super().connection_lost(exc)
@@ -447,6 +555,8 @@ class _TlsConnection(_Connection):
             self.session.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.session is None:  # refused in connection_made: the transport is closing
+            return
         try:
             plain = self.session.receive(data)
             out = self.session.data_to_send()
@@ -454,7 +564,7 @@ class _TlsConnection(_Connection):
                 self.transport.write(out)
         except TlsError as err:
             self.server.stats["tls_refused"] += 1
-            log.warning("connection from %s refused: %s", self.peer, err)
+            self.server.refused(self.peer, self.network, str(err))
             self.transport.abort()
             return
         except Exception:  # the loop must outlive any one connection
@@ -466,8 +576,8 @@ class _TlsConnection(_Connection):
             allowed = self.server.options.tls.config.allow_names
             if allowed and not names & allowed:
                 self.server.stats["tls_refused"] += 1
-                log.warning("connection from %s refused: certificate %s is not an allowed client name",
-                            self.peer, ", ".join(sorted(names)) or "(no name)")
+                self.server.refused(self.peer, self.network, "certificate %s is not an allowed client name"
+                                    % (", ".join(sorted(names)) or "(no name)"))
                 self.transport.abort()
                 return
             self.identified = True
