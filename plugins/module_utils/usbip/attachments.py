@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Collection, FrozenSet, List, Optional
 from . import validate
 from .device import PortStatus, UsbDevice
 from .errors import InvalidArgument, UsbipError
-from .net.sockets import DEFAULT_TIMEOUT
 from .sysfs.errors import DeviceNotFound
 from .sysfs.fs import Change, Sysfs
 from .sysfs.vhci import ImportedDevice, Record, VhciDriver
@@ -132,8 +131,11 @@ def find(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None
 
 
 def resolve(host: str, tcp_port: int, busid: Optional[str] = None, match: Optional[Match] = None,
-            timeout: float = DEFAULT_TIMEOUT, tls: Any = None) -> UsbDevice:
-    """The server's available device to attach: the one of ``busid``, or the one ``match`` selects."""
+            timeout: Optional[float] = None, tls: Any = None) -> UsbDevice:
+    """The server's available device to attach: the one of ``busid``, or the one ``match`` selects.
+
+    ``timeout`` bounds the whole exchange with the server (None: the client's default, 20 s).
+    """
     from .matching import describe_remote, select_remote  # noqa: PLC0415
     from .net import client  # noqa: PLC0415
 
@@ -150,14 +152,15 @@ def resolve(host: str, tcp_port: int, busid: Optional[str] = None, match: Option
         hint="bind it on the server (usbip.usbip.usbip_bind); a device in use by a client is not listed")
 
 
-def attach(host: str, tcp_port: int, busid: str, vhci: VhciDriver, timeout: float = DEFAULT_TIMEOUT,
+def attach(host: str, tcp_port: int, busid: str, vhci: VhciDriver, timeout: Optional[float] = None,
            tls: Any = None) -> Attached:
     """Import ``busid`` from ``host`` and attach it to a free vhci port.
 
     vhci is checked before connecting, so a client without vhci-hcd does not
-    take the device from the server. The port is chosen under the host-wide
-    lock, and an EBUSY from a racing peer makes it choose again (see
-    :meth:`VhciDriver.attach`).
+    take the device from the server. ``timeout`` bounds the whole exchange
+    with the server (None: the client's default, 20 s). The port is chosen
+    under the host-wide lock, and an EBUSY from a racing peer makes it choose
+    again (see :meth:`VhciDriver.attach`).
     """
     from .net import client  # noqa: PLC0415
 

@@ -13,18 +13,26 @@ to the kernel, so an event loop would only add start-up time to every
 from __future__ import annotations
 
 import socket
+import time
 from typing import List, Optional, Tuple
 
 from ..device import UsbDevice
 from ..errors import UsbipError
 from ..protocol import NEED_DATA, DevlistRequest, ImportRequest, ReplyReader, Status
-from .sockets import DEFAULT_TIMEOUT, tune
+from .sockets import tune
+
+#: Seconds one exchange may take in all: connecting, the TLS handshake, the request and the whole reply.
+DEFAULT_TIMEOUT = 20.0
 
 _IMPORT_REPLY_MAX = 8 + 312
 
 
 class ConnectError(UsbipError):
     """The server could not be reached."""
+
+
+class NoReply(UsbipError):
+    """The server did not complete its part of the exchange before the deadline."""
 
 
 class ImportRefused(UsbipError):
@@ -35,8 +43,41 @@ class ImportRefused(UsbipError):
         super().__init__("Attach Request for %s failed - %s" % (busid, status.description))
 
 
-def connect(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
-    """Connect to the first address of ``host`` that answers (IPv4 or IPv6)."""
+def _seconds(value: float) -> str:
+    return "%d" % value if value == int(value) else "%.1f" % value
+
+
+class _Deadline:
+    """One bound for a whole exchange, so that no peer can stretch it.
+
+    A timeout per wait starts again with every segment, and a server sending
+    a byte a second would hold the client for as long as it likes. Every
+    blocking call is given what is left of the one deadline instead.
+    """
+
+    def __init__(self, host: str, port: int, timeout: Optional[float]) -> None:
+        self.host, self.port = host, port
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.end = time.monotonic() + self.timeout
+
+    def expired(self) -> NoReply:
+        return NoReply("no complete reply from %s:%d in %s s" % (self.host, self.port, _seconds(self.timeout)))
+
+    def arm(self, sock: socket.socket) -> None:
+        """Give ``sock``'s next blocking call what is left, or fail when nothing is."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise self.expired()
+        sock.settimeout(left)
+
+
+def connect(host: str, port: int, timeout: Optional[float] = None) -> socket.socket:
+    """Connect to the first address of ``host`` that answers (IPv4 or IPv6), within ``timeout`` in all."""
+    return _connect(_Deadline(host, port, timeout))
+
+
+def _connect(deadline: _Deadline) -> socket.socket:
+    host, port = deadline.host, deadline.port
     # A str host is passed through the "idna" codec, even when it is plain ASCII,
     # and importing that codec is a measurable part of `usbip attach`: bytes skip it.
     name = host.encode("ascii") if isinstance(host, str) and host.isascii() else host
@@ -47,18 +88,35 @@ def connect(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.so
     last: Optional[OSError] = None
     for family, kind, proto, _canonname, address in addresses:
         sock = socket.socket(family, kind, proto)
-        sock.settimeout(timeout)
         try:
+            deadline.arm(sock)
             sock.connect(address)
             return sock
+        except socket.timeout:
+            sock.close()
+            raise ConnectError("cannot connect to %s:%d: no answer in %s s"
+                               % (host, port, _seconds(deadline.timeout))) from None
         except OSError as err:
             last = err
             sock.close()
+        except BaseException:
+            sock.close()
+            raise
     raise ConnectError("cannot connect to %s:%d: %s" % (host, port, last.strerror if last else "no address"))
 
 
-def _exchange(sock: socket.socket, request, limit: Optional[int] = None, session=None):
-    """Send one request and read exactly its reply.
+def _send(sock: socket.socket, data: bytes, deadline: _Deadline) -> None:
+    deadline.arm(sock)
+    try:
+        sock.sendall(data)
+    except socket.timeout:
+        raise deadline.expired() from None
+    except OSError as err:
+        raise UsbipError("connection to the server failed: %s" % err.strerror) from None
+
+
+def _exchange(sock: socket.socket, request, deadline: _Deadline, limit: Optional[int] = None, session=None):
+    """Send one request and read exactly its reply, by the deadline.
 
     ``limit`` caps what is read so that nothing past an import reply is taken
     off the socket: those bytes belong to the kernel. Over TLS (``session``, a
@@ -66,10 +124,10 @@ def _exchange(sock: socket.socket, request, limit: Optional[int] = None, session
     for the same reason.
     """
     if session is None:
-        sock.sendall(request.encode())
+        _send(sock, request.encode(), deadline)
     else:
         session.send(request.encode())
-        sock.sendall(session.data_to_send())
+        _send(sock, session.data_to_send(), deadline)
     reader = ReplyReader(request)
     received = 0
     while True:
@@ -79,19 +137,20 @@ def _exchange(sock: socket.socket, request, limit: Optional[int] = None, session
                 raise UsbipError("the server sent %d bytes past its reply" % len(reader.trailing_data))
             return reply
         if session is not None:
-            reader.feed(_tls_record(sock, session))
+            reader.feed(_tls_record(sock, session, deadline))
             continue
         size = 65536 if limit is None else limit - received
-        data = _recv(sock, size)
+        data = _recv(sock, size, deadline)
         received += len(data)
         reader.feed(data)
 
 
-def _recv(sock: socket.socket, size: int) -> bytes:
+def _recv(sock: socket.socket, size: int, deadline: _Deadline) -> bytes:
+    deadline.arm(sock)
     try:
         data = sock.recv(size)
     except socket.timeout:
-        raise UsbipError("the server did not answer in time") from None
+        raise deadline.expired() from None
     except OSError as err:
         raise UsbipError("connection to the server failed: %s" % err.strerror) from None
     if not data:
@@ -99,39 +158,44 @@ def _recv(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def _tls_record(sock: socket.socket, session) -> bytes:
+def _tls_record(sock: socket.socket, session, deadline: _Deadline) -> bytes:
     """Read one whole TLS record, no byte more; the plaintext it carried (maybe none)."""
     while True:
-        plain = session.receive(_recv(sock, session.record_needed()))
+        plain = session.receive(_recv(sock, session.record_needed(), deadline))
         if session.buffered == 0:
             return plain
 
 
-def _tls_handshake(sock: socket.socket, tls, host: str):
-    session = tls.session(host)
+def _tls_handshake(sock: socket.socket, tls, deadline: _Deadline):
+    session = tls.session(deadline.host)
     try:
         while True:
             out = session.data_to_send()
             if out:
-                sock.sendall(out)
+                _send(sock, out, deadline)
             if session.established:
                 return session
-            _tls_record(sock, session)
+            _tls_record(sock, session, deadline)
     except BaseException:
         session.close()
         raise
 
 
-def list_devices(host: str, port: int, timeout: float = DEFAULT_TIMEOUT, tls=None) -> List[UsbDevice]:
+def list_devices(host: str, port: int, timeout: Optional[float] = None, tls=None) -> List[UsbDevice]:
     """The server's exportable devices (OP_REQ_DEVLIST); over TLS with ``tls``
-    (a client :class:`~usbip.net.tls.TlsEndpoint`)."""
-    with connect(host, port, timeout) as sock:
+    (a client :class:`~usbip.net.tls.TlsEndpoint`).
+
+    ``timeout`` (default :data:`DEFAULT_TIMEOUT`) bounds the whole exchange,
+    from the connection to the last byte of the reply.
+    """
+    deadline = _Deadline(host, port, timeout)
+    with _connect(deadline) as sock:
         if tls is None:
-            reply = _exchange(sock, DevlistRequest())
+            reply = _exchange(sock, DevlistRequest(), deadline)
         else:
-            session = _tls_handshake(sock, tls, host)
+            session = _tls_handshake(sock, tls, deadline)
             try:
-                reply = _exchange(sock, DevlistRequest(), session=session)
+                reply = _exchange(sock, DevlistRequest(), deadline, session=session)
             finally:
                 session.close()
     # ReplyReader(DevlistRequest()) yields nothing but a DevlistReply.
@@ -141,20 +205,22 @@ def list_devices(host: str, port: int, timeout: float = DEFAULT_TIMEOUT, tls=Non
 
 
 def import_device(
-    host: str, port: int, busid: str, timeout: float = DEFAULT_TIMEOUT, tls=None
+    host: str, port: int, busid: str, timeout: Optional[float] = None, tls=None
 ) -> Tuple[socket.socket, UsbDevice]:
     """Import ``busid``; returns the socket, ready for vhci, and the device record.
 
     With ``tls`` the exchange runs inside TLS and the socket comes back with
-    the session's keys installed in the kernel.
+    the session's keys installed in the kernel. ``timeout`` (default
+    :data:`DEFAULT_TIMEOUT`) bounds the whole exchange.
     """
-    sock = connect(host, port, timeout)
+    deadline = _Deadline(host, port, timeout)
+    sock = _connect(deadline)
     session = None
     try:
         tune(sock)
         if tls is not None:
-            session = _tls_handshake(sock, tls, host)
-        reply = _exchange(sock, ImportRequest(busid), limit=_IMPORT_REPLY_MAX, session=session)
+            session = _tls_handshake(sock, tls, deadline)
+        reply = _exchange(sock, ImportRequest(busid), deadline, limit=_IMPORT_REPLY_MAX, session=session)
         # The codec guarantees an ImportReply that carries a device exactly when its status is OK.
         if reply.status != Status.OK:
             raise ImportRefused(busid, reply.status)
