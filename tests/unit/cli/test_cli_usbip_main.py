@@ -97,6 +97,33 @@ def test_tcp_port_is_decimal_up_to_65535(usbip, monkeypatch):
     assert seen == [("h", 65535), ("h", 1), ("h", 3241), ("h", 3240)]
 
 
+def test_timeout_bounds_the_exchange_of_list_and_attach(usbip, monkeypatch):
+    from usbip import attachments
+    from usbip.cli import usbip as cli
+    from usbip.net import client
+
+    seen = []
+    monkeypatch.setattr(client, "list_devices", lambda host, port, timeout=None, tls=None: seen.append(timeout) or [])
+    monkeypatch.setattr(attachments, "attach", lambda host, port, busid, vhci, timeout=None, tls=None:
+                        seen.append(timeout) or type("A", (), {"busid": busid, "host": host, "tcp_port": port,
+                                                                 "port": 0})())
+    assert usbip("--timeout", "2.5", "list", "-r", "h").rc == 0
+    assert usbip("list", "-r", "h").rc == 0  # None: the client's default, 20 s for the whole exchange
+    assert usbip("--timeout", "7", "attach", "-r", "h", "-b", "1-1").rc == 0
+    assert usbip("--timeout=0.5", "-d", "attach", "-r", "h", "-b", "1-1").rc == 0
+    assert seen == [2.5, None, 7.0, 0.5]
+    # the plain attach line is read without argparse, timeout included, as argparse reads it
+    fast = cli._fast_args(["--timeout", "7", "attach", "-r", "h", "-b", "1-1"])  # noqa: SLF001
+    assert (fast.timeout, fast.remote, fast.busid) == (7.0, "h", "1-1")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "3601", "x", ""])
+def test_a_bad_timeout_is_a_usage_error(usbip, value):
+    result = usbip("--timeout", value, "list", "-r", "h")
+    assert (result.rc, result.out) == (2, "")
+    assert len(result.err_lines) == 1 and "timeout" in result.err, result.err
+
+
 @pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), TimeoutError("timed out")])
 def test_socket_errors_are_one_line(usbip, monkeypatch, error):
     from usbip.net import client

@@ -60,7 +60,7 @@ from __future__ import annotations
 import os
 import sys
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .. import __version__, validate
 from ..errors import InvalidArgument, UsbipError
@@ -98,6 +98,19 @@ def _vhci_port(value: str) -> int:
     return validate.integer(value, "port", 0, _INT_MAX)
 
 
+#: The longest --timeout accepted: an hour is already no bound a person waits for.
+_TIMEOUT_MAX = 3600.0
+
+
+def _timeout(value: str) -> float:
+    """--timeout: seconds, a finite number in (0, 3600]."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidArgument("invalid timeout %r: expected a number of seconds" % value) from None
+    return validate.seconds(number, "timeout", 0.0, _TIMEOUT_MAX)
+
+
 class _PortsHelp(str):
     """A help text naming the default ports, filled in when argparse formats it.
 
@@ -124,6 +137,9 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
     parser.add_argument("-t", "--tcp-port", type=checked(validate.tcp_port), default=None, metavar="PORT",
                         help=_PortsHelp("TCP port of the remote usbipd (default %(plain_port)d,"
                                         " with TLS %(tls_port)d)"))
+    parser.add_argument("--timeout", type=checked(_timeout), default=None, metavar="SECONDS",
+                        help="bound on the whole exchange with the remote usbipd: connecting, TLS, the request"
+                             " and the complete reply (default 20)")
     parser.add_argument("--tls-ca", metavar="FILE",
                         help="talk to the remote usbipd inside TLS; FILE holds the CA certificates that sign it")
     parser.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM), with --tls-ca")
@@ -179,7 +195,8 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
 
 #: Options of the commands :func:`_fast_args` parses: option -> (attribute, type).
 _FAST_GLOBAL = {"-d": ("debug", None), "--debug": ("debug", None), "-l": ("log", None), "--log": ("log", None),
-                "-t": ("tcp_port", validate.tcp_port), "--tcp-port": ("tcp_port", validate.tcp_port)}
+                "-t": ("tcp_port", validate.tcp_port), "--tcp-port": ("tcp_port", validate.tcp_port),
+                "--timeout": ("timeout", _timeout)}
 _FAST_COMMANDS = {
     "attach": {"-r": ("remote", validate.host), "--remote": ("remote", validate.host),
                "-b": ("busid", validate.busid), "--busid": ("busid", validate.busid),
@@ -199,7 +216,7 @@ def _fast_args(argv: Sequence[str]) -> Optional[SimpleNamespace]:
     abbreviations, grouped flags, a bad value, a missing option) returns None,
     and argparse then parses the line and words any error as always.
     """
-    args = SimpleNamespace(debug=False, log=False, tcp_port=None, command=None)
+    args = SimpleNamespace(debug=False, log=False, tcp_port=None, timeout=None, command=None)
     options = _FAST_GLOBAL
     words = list(argv)
     while words:
@@ -331,30 +348,65 @@ def _write_json(data: Any) -> None:
     write_stdout(json.dumps(data, indent=2) + "\n")
 
 
+#: Output is written in pieces of about this size, so that a long listing is never held whole.
+_CHUNK = 65536
+
+
+def _write_chunks(pieces: Iterable[str]) -> None:
+    """Write ``pieces`` in order, a few at a time: memory follows one piece, not the whole output."""
+    batch: List[str] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= _CHUNK:
+            write_stdout("".join(batch))
+            batch, size = [], 0
+    if batch:
+        write_stdout("".join(batch))
+
+
+def _json_list(items: Iterable[Any]) -> Iterator[str]:
+    """``json.dumps(list(items), indent=2) + "\n"``, one item at a time.
+
+    JSON escapes the newlines inside strings, so indenting each item's lines
+    by two spaces gives exactly the text of the whole list.
+    """
+    import json  # noqa: PLC0415 - only for --json
+
+    separator = "[\n  "
+    for item in items:
+        yield separator + json.dumps(item, indent=2).replace("\n", "\n  ")
+        separator = ",\n  "
+    yield "[]\n" if separator == "[\n  " else "\n]\n"
+
+
 # -- human output (the C tool's layout) -------------------------------------------
-def _short_listing(devices: Sequence[UsbDevice], names: UsbIds) -> str:
+def _short_listing(devices: Sequence[UsbDevice], names: UsbIds) -> Iterator[str]:
     """``list -l`` / ``list -d``: busid and ids, then the names, then a blank line."""
-    return "".join(
-        " - busid %s (%s)\n   %s\n\n" % (d.busid, d.usbid, names.product_line(d.id_vendor, d.id_product))
-        for d in devices
-    )
-
-
-def _parsable_listing(devices: Sequence[UsbDevice]) -> str:
-    return "".join("busid=%s#usbid=%s#\n" % (d.busid, d.usbid) for d in devices)
-
-
-def _remote_listing(host: str, devices: Sequence[UsbDevice], names: UsbIds) -> str:
-    lines = ["Exportable USB devices", "======================", " - %s" % host]
     for d in devices:
-        lines.append("%11s: %s" % (d.busid, names.product_line(d.id_vendor, d.id_product)))
-        lines.append("%11s: %s" % ("", d.path))
-        lines.append("%11s: %s" % ("", names.class_line(d.device_class, d.device_subclass, d.device_protocol)))
+        yield " - busid %s (%s)\n   %s\n\n" % (d.busid, d.usbid, names.product_line(d.id_vendor, d.id_product))
+
+
+def _parsable_listing(devices: Sequence[UsbDevice]) -> Iterator[str]:
+    for d in devices:
+        yield "busid=%s#usbid=%s#\n" % (d.busid, d.usbid)
+
+
+def _remote_listing(host: str, devices: Sequence[UsbDevice], names: UsbIds) -> Iterator[str]:
+    """``list -r``: the C tool's layout, one device at a time."""
+    yield "Exportable USB devices\n======================\n - %s\n" % host
+    for d in devices:
+        lines = [
+            "%11s: %s" % (d.busid, names.product_line(d.id_vendor, d.id_product)),
+            "%11s: %s" % ("", d.path),
+            "%11s: %s" % ("", names.class_line(d.device_class, d.device_subclass, d.device_protocol)),
+        ]
         for number, intf in enumerate(d.interfaces):
             text = names.class_line(intf.interface_class, intf.interface_subclass, intf.interface_protocol)
             lines.append("%11s: %2d - %s" % ("", number, text))
-        lines.append("")
-    return "\n".join(lines) + "\n"
+        lines.append("\n")
+        yield "\n".join(lines)
 
 
 def _port_listing(rows: Sequence[Tuple[ImportedDevice, Optional[LocalDevice]]], names: UsbIds) -> str:
@@ -431,7 +483,7 @@ def _cmd_list(ctx: _Context) -> int:
 
         tcp_port = _server_port(ctx)
         ctx.reporter.debug("asking %s:%d for its exportable devices" % (args.remote, tcp_port))
-        devices = client.list_devices(args.remote, tcp_port, tls=ctx.tls)
+        devices = client.list_devices(args.remote, tcp_port, timeout=args.timeout, tls=ctx.tls)
         locals_ = [None] * len(devices)
     elif args.local:
         from ..sysfs.host import HostDriver  # noqa: PLC0415
@@ -446,16 +498,16 @@ def _cmd_list(ctx: _Context) -> int:
         locals_ = [None] * len(devices)
 
     if args.json:
-        _write_json([_device_json(d, ctx.names, local) for d, local in zip(devices, locals_)])
+        _write_chunks(_json_list(_device_json(d, ctx.names, local) for d, local in zip(devices, locals_)))
     elif args.parsable:
-        write_stdout(_parsable_listing(devices))
+        _write_chunks(_parsable_listing(devices))
     elif args.remote is not None:
         if devices:
-            write_stdout(_remote_listing(args.remote, devices, ctx.names))
+            _write_chunks(_remote_listing(args.remote, devices, ctx.names))
         else:
             ctx.reporter.info("no exportable devices found on %s" % args.remote)
     else:
-        write_stdout(_short_listing(devices, ctx.names))
+        _write_chunks(_short_listing(devices, ctx.names))
     return EXIT_OK
 
 
@@ -497,7 +549,7 @@ def _cmd_attach(ctx: _Context) -> int:
 
     tcp_port = _server_port(ctx)
     ctx.reporter.debug("importing %s from %s:%d" % (args.busid, args.remote, tcp_port))
-    attached = attach(args.remote, tcp_port, args.busid, VhciDriver(ctx.sysfs), tls=ctx.tls)
+    attached = attach(args.remote, tcp_port, args.busid, VhciDriver(ctx.sysfs), timeout=args.timeout, tls=ctx.tls)
     ctx.reporter.debug("%s from %s:%d is attached to port %d" % (
         attached.busid, attached.host, attached.tcp_port, attached.port))
     return EXIT_OK
