@@ -229,4 +229,3 @@ def _is_fd2(stream: Any) -> bool:
         return stream.fileno() == 2
     except (AttributeError, OSError, ValueError):
         return False
-
