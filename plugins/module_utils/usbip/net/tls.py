@@ -32,11 +32,14 @@ it ends, its key log is overwritten with zeros and emptied before the
 context serves another handshake, and a flood of abandoned handshakes grows
 nothing. Contexts are made when needed, from certificate, key and CA bytes
 read once when the endpoint is made (a daemon may read its key only before
-it drops privileges); one costs about 1 ms and 30 KiB. A server endpoint
-runs at most ``max_handshakes`` sessions at once (:class:`TlsBusy` past
-that) and refuses a ClientHello whose random it has seen on a session in
-progress or among the last :data:`RECENT_RANDOMS`: a replay can never
-complete, and refusing it early saves the server's signature.
+it drops privileges); a context costs 1 to 2 ms, 30 to 40 KiB and two
+descriptors (the key log and OpenSSL's handle on it), the material three
+descriptors for the endpoint. A server endpoint runs at most
+``max_handshakes`` sessions at once (:class:`TlsBusy` past that), so its
+pool never holds more contexts, and it refuses a ClientHello whose random
+it has seen on a session in progress or among the last
+:data:`RECENT_RANDOMS`: a replay can never complete, and refusing it early
+saves the server's signature.
 
 Secrets are dropped as soon as the kernel has them: the key log is read into
 a ``bytearray``, the traffic secrets, the derived keys and the
