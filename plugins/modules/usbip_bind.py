@@ -58,8 +58,8 @@ options:
     description:
       - V(present) binds the device to C(usbip-host) so that it can be exported.
       - V(absent) unbinds it, and the kernel gives it back to its usual driver. A device that is not present (no
-        such O(busid), or no device fits O(match)) is not bound either: the task is ok, without change, and says so
-        in C(msg).
+        such O(busid), or no device fits O(match)) is not bound either, so the task is ok, without change, and says
+        so in RV(msg).
     type: str
     choices: [present, absent]
     default: present
