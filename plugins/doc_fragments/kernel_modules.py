@@ -14,6 +14,8 @@ options:
       - Loading a module is reported as a change (in check mode, that it would be loaded), and the
         names are returned in C(kernel_modules).
       - When V(false) and a module is missing, the task fails with a hint naming the module.
+      - In check mode each module that would be loaded is looked up with C(modprobe -n), which loads
+        nothing; a module the running kernel lacks fails the task as the load would.
     type: bool
     default: true
 notes:
