@@ -177,8 +177,8 @@ def test_client_converged_while_its_server_is_down_attaches_when_it_is_up(fleet,
         assert recap["client1"]["failed"] == 0 and recap["client1"]["unreachable"] == 0
         assert run.stdout.count("not attached yet") >= 2, run.stdout[-4000:]
         results = json.loads((tmp_path / "client1.json").read_text())
-        assert [r["attachment"] for r in results] == ["tls://10.76.0.1:3241/usbip-vudc.0",
-                                                       "10.76.0.1:3240/vendor=1209 product=0001"], results
+        declared = ["tls://10.76.0.1:3241/usbip-vudc.0", "10.76.0.1:3240/vendor=1209 product=0001"]
+        assert [r["attachment"] for r in results] == declared, results
         assert [(r["attached"], r["vhci_port"]) for r in results] == [(False, None), (False, None)], results
         assert all(r["error"] for r in results), results
         assert wait_active(fleet, client, "usbip-attachd.service", 5), "the supervisor must run"
