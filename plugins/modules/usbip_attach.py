@@ -220,6 +220,8 @@ kernel_modules:
   sample: [vhci-hcd]
 """
 
+import contextlib
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_args import KERNEL_MODULES_ARGS, match_args
 from ansible_collections.usbip.usbip.plugins.module_utils._usbip_module import KTLS, Context, diff
@@ -272,43 +274,48 @@ def converge(ctx):
     tls = attachments.tls_endpoint(**tls_params) if tls_params else None
     # In check mode vhci-hcd may still be missing: then nothing is attached yet.
     vhci_ready = not (ctx.check_mode and ctx.kernel_modules)
-    before = vhci.imported() if vhci_ready else []
-    mine = attachments.find(vhci, server, tcp_port, busid, match) if vhci_ready else []
+    # "Is it attached? / attach" under the host's attach lock, which usbip-attachd takes too: neither sees
+    # the other's attach half done (no lock in check mode, which attaches nothing).
+    with contextlib.ExitStack() as held:
+        if state == "present":
+            held.enter_context(attachments.attach_lock(ctx.sysfs))
+        before = vhci.imported() if vhci_ready else []
+        mine = attachments.find(vhci, server, tcp_port, busid, match) if vhci_ready else []
 
-    if state == "absent":
-        detached = [port_info(a.imported) for a in mine if vhci.detach(a.imported.port)]
-        gone = {d["port"] for d in detached}
-        if detached and not ctx.check_mode:
-            attachments.wait_released(vhci, gone)
-        after = before if ctx.check_mode else vhci.imported()
-        after_lines = [port_line(p) for p in after if not (ctx.check_mode and p.port in gone)]
-        result = {"changed": bool(detached), "port": None, "local_busid": None, "detached": detached,
-                  "ports": [port_info(p) for p in after]}
-        if ctx.diff_mode:
-            result["diff"] = diff(table([port_line(p) for p in before]), table(after_lines), header)
-        return result
+        if state == "absent":
+            detached = [port_info(a.imported) for a in mine if vhci.detach(a.imported.port)]
+            gone = {d["port"] for d in detached}
+            if detached and not ctx.check_mode:
+                attachments.wait_released(vhci, gone)
+            after = before if ctx.check_mode else vhci.imported()
+            after_lines = [port_line(p) for p in after if not (ctx.check_mode and p.port in gone)]
+            result = {"changed": bool(detached), "port": None, "local_busid": None, "detached": detached,
+                      "ports": [port_info(p) for p in after]}
+            if ctx.diff_mode:
+                result["diff"] = diff(table([port_line(p) for p in before]), table(after_lines), header)
+            return result
 
-    remote = {"host": server, "port": tcp_port}
-    new_line = None
-    if mine:
-        changed = False
-        port = mine[0].imported.port
-        remote["busid"] = mine[0].imported.remote_busid
-        if mine[0].local is not None:
-            remote.update(id_vendor=hex4(mine[0].local.device.id_vendor),
-                          id_product=hex4(mine[0].local.device.id_product))
-    else:
-        changed = True
-        device = attachments.resolve(server, tcp_port, busid, match, timeout, tls)
-        remote.update(busid=device.busid, id_vendor=hex4(device.id_vendor),
-                      id_product=hex4(device.id_product), device=remote_device_info(device))
-        if ctx.check_mode:
-            # Importing would take the device from the server: check mode stops here.
-            port = None
-            attachments.plan_attach(vhci, server, tcp_port, device.busid)
-            new_line = "port ? (new): %s:%d/%s -> (would attach)" % (server, tcp_port, device.busid)
+        remote = {"host": server, "port": tcp_port}
+        new_line = None
+        if mine:
+            changed = False
+            port = mine[0].imported.port
+            remote["busid"] = mine[0].imported.remote_busid
+            if mine[0].local is not None:
+                remote.update(id_vendor=hex4(mine[0].local.device.id_vendor),
+                              id_product=hex4(mine[0].local.device.id_product))
         else:
-            port = attachments.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
+            changed = True
+            device = attachments.resolve(server, tcp_port, busid, match, timeout, tls)
+            remote.update(busid=device.busid, id_vendor=hex4(device.id_vendor),
+                          id_product=hex4(device.id_product), device=remote_device_info(device))
+            if ctx.check_mode:
+                # Importing would take the device from the server: check mode stops here.
+                port = None
+                attachments.plan_attach(vhci, server, tcp_port, device.busid)
+                new_line = "port ? (new): %s:%d/%s -> (would attach)" % (server, tcp_port, device.busid)
+            else:
+                port = attachments.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
 
     local_busid = None
     local = None

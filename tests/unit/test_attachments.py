@@ -134,3 +134,102 @@ def test_hosts_that_pass(value):
 def test_the_host_check_names_what_it_checks():
     with pytest.raises(InvalidArgument, match="invalid server 'a b'"):
         validate.host("a b", "server")
+
+
+# -- the attach lock ----------------------------------------------------------------------------
+def test_the_attach_lock_serializes_two_threads(tmp_path):
+    import threading
+    import time
+
+    from usbip.sysfs.fs import Sysfs
+
+    sysfs = Sysfs(str(tmp_path))
+    held = []  # (thread, start, end) of each hold
+    inside = threading.Event()
+
+    def hold(name, seconds):
+        with attachments.attach_lock(sysfs) as locked:
+            assert locked
+            start = time.monotonic()
+            inside.set()
+            time.sleep(seconds)
+            held.append((name, start, time.monotonic()))
+
+    first = threading.Thread(target=hold, args=("first", 0.5))
+    first.start()
+    assert inside.wait(5)
+    waited = time.monotonic()
+    hold("second", 0)  # in this thread, with a descriptor of its own
+    first.join(5)
+    (name1, start1, end1), (name2, start2, _end2) = held
+    assert (name1, name2) == ("first", "second")
+    assert start2 >= end1, "the second hold began while the first was held"
+    assert start2 - waited > 0.3  # it did wait for the first
+    path = tmp_path / "run" / "usbip" / "attach.lock"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_held_attach_lock_is_an_error_after_the_wait(tmp_path):
+    import fcntl
+    import os
+
+    from usbip.sysfs.fs import Sysfs
+
+    path = tmp_path / "run" / "usbip" / "attach.lock"
+    path.parent.mkdir(parents=True)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process, as far as the lock knows
+        with pytest.raises(UsbipError, match="another attach has held .*/run/usbip/attach.lock for 0 s"):
+            with attachments.attach_lock(Sysfs(str(tmp_path)), wait=0.2):
+                pass
+    finally:
+        os.close(fd)
+
+
+def test_a_lock_file_replaced_while_waiting_is_not_trusted(tmp_path):
+    """The holder's file was removed (a RuntimeDirectory cleaned up): the waiter locks the file now there."""
+    import fcntl
+    import os
+    import threading
+
+    from usbip.sysfs.fs import Sysfs
+
+    path = tmp_path / "run" / "usbip" / "attach.lock"
+    path.parent.mkdir(parents=True)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    got = []
+
+    def waiter():
+        with attachments.attach_lock(Sysfs(str(tmp_path)), wait=5):
+            got.append(os.stat(str(path)).st_ino)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    thread.join(0.3)
+    path.unlink()  # gone with its lock still held, then released
+    os.close(fd)
+    thread.join(5)
+    assert got == [os.stat(str(path)).st_ino]  # the new file, which others will lock too
+
+
+def test_without_a_place_for_the_lock_the_attach_runs_without_it(tmp_path, caplog):
+    import logging
+
+    from usbip.sysfs.fs import Sysfs
+
+    (tmp_path / "run").write_text("")  # /run/usbip cannot be made (as for a user who is not root)
+    caplog.set_level(logging.DEBUG, logger="usbip.attachments")
+    with attachments.attach_lock(Sysfs(str(tmp_path))) as locked:
+        assert locked is False
+    assert "attaching without the attach lock: cannot open" in caplog.text
+
+
+def test_a_dry_run_takes_no_lock(tmp_path):
+    from usbip.sysfs.fs import Sysfs
+
+    with attachments.attach_lock(Sysfs(str(tmp_path), dry_run=True)) as locked:
+        assert locked is False
+    assert not (tmp_path / "run").exists()

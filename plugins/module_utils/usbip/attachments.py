@@ -21,11 +21,15 @@ is benchmarked against the C tool.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import functools
+import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Collection, FrozenSet, List, Optional
+from typing import TYPE_CHECKING, Any, Collection, FrozenSet, Iterator, List, Optional
 
 from . import validate
 from .device import PortStatus, UsbDevice
@@ -39,6 +43,13 @@ if TYPE_CHECKING:
     from .sysfs.usb import LocalDevice, UsbBus
 
 _POLL = 0.1
+
+#: The lock every attach on this host holds across "is it attached? / attach" (see :func:`attach_lock`).
+ATTACH_LOCK = "/run/usbip/attach.lock"
+#: How long :func:`attach_lock` waits for another holder: usbip-attachd holds it for one pass of
+#: attempts, each bounded by its timeout (20 s by default); the module for one find, resolve and attach.
+LOCK_WAIT = 60.0
+_LOCK_POLL = 0.05
 
 
 def default_port(tls: bool) -> int:
@@ -105,6 +116,76 @@ def local_device(bus: UsbBus, busid: str) -> Optional[LocalDevice]:
         return bus.describe(busid)  # InvalidArgument for 0-0 too
     except UsbipError:
         return None
+
+
+@contextlib.contextmanager
+def attach_lock(sysfs: Optional[Sysfs] = None, wait: float = LOCK_WAIT) -> Iterator[bool]:
+    """Hold the host's attach lock, an exclusive ``flock`` on :data:`ATTACH_LOCK`; yields whether it is held.
+
+    ``usbip-attachd`` and the ``usbip_attach`` module hold it across "is it
+    attached? / attach", so neither sees the other's attach half done (the
+    device gone from the server's list, not yet on a vhci port) and neither
+    attaches a device the other just attached. The path is taken under the
+    root of ``sysfs`` (as the vhci records are), a dry run takes no lock, and
+    where the directory or the file cannot be made (not root) the caller runs
+    without it: only root can attach anyway. A holder that keeps it past
+    ``wait`` seconds is an error, not a hang.
+    """
+    sysfs = sysfs or Sysfs()
+    if sysfs.dry_run:
+        yield False
+        return
+    path = sysfs.real(ATTACH_LOCK)
+    deadline = time.monotonic() + wait
+    while True:
+        fd = _open_lock(path)
+        if fd is None:
+            yield False
+            return
+        try:
+            if _flock(fd, path, deadline, wait):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the file was replaced while we waited for it: lock the one that is there now
+    try:
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _open_lock(path: str) -> Optional[int]:
+    directory = os.path.dirname(path)
+    try:
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755, exist_ok=True)
+            os.chmod(directory, 0o755)  # whatever the umask (a unit's may be 0077): others read their state there
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        import logging  # noqa: PLC0415 - see the module docstring
+
+        logging.getLogger(__name__).debug("attaching without the attach lock: cannot open %s: %s", path, err.strerror)
+        return None
+
+
+def _flock(fd: int, path: str, deadline: float, wait: float) -> bool:
+    """Lock ``fd`` by ``deadline``; False when ``path`` no longer names the file locked (try again)."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise UsbipError("cannot lock %s: %s" % (path, err.strerror)) from None
+        if time.monotonic() >= deadline:
+            raise UsbipError("another attach has held %s for %.0f s" % (path, wait),
+                             hint="usbip-attachd or usbip_attach is attaching; 'fuser %s' shows the holder" % path)
+        time.sleep(_LOCK_POLL)
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
 
 
 def find(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None,
