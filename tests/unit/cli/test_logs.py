@@ -226,7 +226,7 @@ def test_stop_does_not_hang_on_a_writer_that_cannot_write():
     try:
         log = logs.setup("logs-test", "usbipd", stream=stream)
         writer = logs._current.writer  # noqa: SLF001 - to wait for it at the end
-        for _ in range(2000):
+        for _line in range(2000):
             log.warning("y" * 200)  # more than the pipe holds: the writer blocks in write()
         time.sleep(0.1)
         started = time.monotonic()
@@ -234,7 +234,7 @@ def test_stop_does_not_hang_on_a_writer_that_cannot_write():
         assert time.monotonic() - started < 2.0
         log.warning("after stop: queued and dropped, never written from this thread")
     finally:
-        reader = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(read_end, 65536), b"")])
+        reader = threading.Thread(target=lambda: [None for _chunk in iter(lambda: os.read(read_end, 65536), b"")])
         reader.start()
         if writer is not None:
             writer.thread.join(5)  # it writes what was queued before the stop, then ends

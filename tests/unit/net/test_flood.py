@@ -146,7 +146,7 @@ def flood(port: int, count: int, source: str = REFUSED, bound: float = 30.0) -> 
     opened: List[socket.socket] = []
     selector = selectors.DefaultSelector()
     try:
-        for _ in range(count):
+        for _socket in range(count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
             s.bind((source, 0))
@@ -275,7 +275,7 @@ def test_the_summary_comes_when_the_interval_ends(caplog):
     scheduled = []
     throttle.schedule = lambda delay, callback: scheduled.append((delay, callback)) or SimpleNamespace(
         cancel=lambda: None)
-    for _ in range(3):
+    for _event in range(3):
         throttle.event("bad requests from ::1: closed", logging.INFO, "bad request")
     assert [delay for delay, _callback in scheduled] == [10.0]
     scheduled[0][1]()
