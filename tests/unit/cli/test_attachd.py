@@ -115,15 +115,307 @@ def test_the_supervisor_uses_the_client_use_case(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(attachments, "find", lambda vhci, host, port, busid=None, match=None:
                         calls.append(("find", host, port, busid, match)) or [])
-    monkeypatch.setattr(attachments, "resolve", lambda host, port, busid=None, match=None, timeout=10.0, tls=None:
-                        calls.append(("resolve", host, port, match)) or type("D", (), {"busid": "17-2"})())
-    monkeypatch.setattr(attachments, "attach", lambda host, port, busid, vhci, timeout=10.0, tls=None:
-                        calls.append(("attach", host, port, busid)) or type("A", (), {"port": 3})())
-    present, attach = _real_io(Sysfs(str(tmp_path)), {})
+    monkeypatch.setattr(attachments, "resolve", lambda host, port, busid=None, match=None, timeout=None, tls=None:
+                        calls.append(("resolve", host, port, match, timeout)) or type("D", (), {"busid": "17-2"})())
+    monkeypatch.setattr(attachments, "attach", lambda host, port, busid, vhci, timeout=None, tls=None:
+                        calls.append(("attach", host, port, busid, 0 < timeout <= 20)) or type("A", (), {"port": 3})())
+    present, attach = _real_io(Sysfs(str(tmp_path)), {}, 20.0)
     match = Match(vendor=0x1d6b)
     d = Declared("server1", 3240, match=match)
     assert present(d) is False
     assert attach(d) == 3
     assert present(d) is False  # the resolved busid is looked for from now on
-    assert calls == [("find", "server1", 3240, None, match), ("resolve", "server1", 3240, match),
-                     ("attach", "server1", 3240, "17-2"), ("find", "server1", 3240, "17-2", match)]
+    # one deadline for the attempt: the list has the whole timeout, the import what is left of it
+    assert calls == [("find", "server1", 3240, None, match), ("resolve", "server1", 3240, match, 20.0),
+                     ("attach", "server1", 3240, "17-2", True), ("find", "server1", 3240, "17-2", match)]
+
+
+# -- one pass, attempts side by side -------------------------------------------------------------
+def test_a_slow_server_does_not_hold_back_the_other_attachments(caplog):
+    """The slow server's attempt is first and blocks until the other one has attached: in a serial pass
+    it would wait out its deadline (5 s here) and fail, and the other would come after it."""
+    import threading
+    import time
+
+    slow, fast = Declared("slow", 3240, "1-1"), Declared("fast", 3240, "2-1")
+    attached = {}
+    fast_attached = threading.Event()
+    order = []
+
+    def attach(d):
+        if d == slow:
+            if not fast_attached.wait(5):
+                raise UsbipError("no complete reply from slow:3240 in 5 s")
+            order.append("slow done")
+            attached[d] = 1
+            return 1
+        attached[d] = 2
+        order.append("fast attached")
+        fast_attached.set()
+        return 2
+
+    caplog.set_level(logging.INFO, logger="usbip-attachd")
+    sup = Supervisor([slow, fast], lambda d: d in attached, attach)
+    started = time.monotonic()
+    assert sup.step() is True
+    assert time.monotonic() - started < 2
+    assert order == ["fast attached", "slow done"]
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == "usbip-attachd")
+    assert lines == ["fast:3240/2-1: attempt 1: attached on port 2", "slow:3240/1-1: attempt 1: attached on port 1"]
+
+
+def test_the_attempts_of_a_pass_are_bounded_in_number():
+    import threading
+    import time
+
+    running, most = [0], [0]
+    mutex = threading.Lock()
+
+    def attach(d):
+        with mutex:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with mutex:
+            running[0] -= 1
+        return 0
+
+    declared = [Declared("s", 3240, "1-%d" % n) for n in range(1, 7)]
+    sup = Supervisor(declared, lambda d: False, attach, workers=2)
+    assert sup.step() is True  # each attempt attached
+    assert most[0] == 2
+    assert sup.attempts == {d: 1 for d in declared}
+
+
+def test_the_pass_holds_the_attach_lock_and_each_attempt_looks_again(caplog):
+    import contextlib
+
+    holding = []
+    done_elsewhere = Declared("s", 3240, "1-2")
+
+    @contextlib.contextmanager
+    def lock():
+        holding.append(True)
+        yield
+        holding.pop()
+
+    looks = []
+
+    def present(d):
+        looks.append((d.busid, bool(holding)))
+        # attached by someone else (the module) between the pass's first look and its attempt
+        return d == done_elsewhere and bool(holding)
+
+    attaches = []
+
+    def attach(d):
+        attaches.append((d.busid, bool(holding)))
+        return 5
+
+    caplog.set_level(logging.INFO, logger="usbip-attachd")
+    sup = Supervisor([Declared("s", 3240, "1-1"), done_elsewhere], present, attach, lock=lock)
+    assert sup.step() is True
+    assert attaches == [("1-1", True)]  # the attach ran under the lock; 1-2 was not attached twice
+    assert sorted(looks) == [("1-1", False), ("1-1", True), ("1-2", False), ("1-2", True)]
+    assert "s:3240/1-2: attached meanwhile by another attach" in caplog.text
+    assert sup.attempts == {Declared("s", 3240, "1-1"): 1}  # "is attached" once the next pass sees it
+
+
+def test_a_busy_attach_lock_postpones_the_attempts(caplog):
+    import contextlib
+
+    @contextlib.contextmanager
+    def busy():
+        raise UsbipError("another attach has held /run/usbip/attach.lock for 60 s")
+        yield  # pragma: no cover
+
+    def attach(d):
+        raise AssertionError("attached without the lock")
+
+    d = Declared("s", 3240, "1-1")
+    sup = Supervisor([d], lambda d: False, attach, lock=busy)
+    assert sup.step() is False
+    assert "attempts postponed: another attach has held /run/usbip/attach.lock for 60 s" in caplog.text
+    assert sup.attempts == {} and sup.next_try == {}  # tried again on the next pass, not counted
+
+
+def test_a_trickling_server_and_an_answering_one_with_real_io(tmp_path):
+    """_real_io against two live servers on 127.0.0.1 and a fake vhci: the answering server's device is
+    attached in the same pass, while the other trickles until its attempt's deadline."""
+    import threading
+    import time
+
+    from cli_fakes import FakeServer, recv_exact
+    from fake_vhci import FakeVhci
+
+    from usbip import attachments
+    from usbip.cli.attachd import _real_io  # noqa: PLC2701
+    from usbip.device import Speed, UsbDevice
+    from usbip.protocol import ImportReply, ImportRequest, Status
+
+    device = UsbDevice(path="/sys/devices/platform/dummy_hcd.0/usb17/17-1", busid="17-1", busnum=17, devnum=2,
+                       speed=Speed.HIGH, id_vendor=0x1209, id_product=1, bcd_device=0x100, device_class=0,
+                       device_subclass=0, device_protocol=0, configuration_value=1, num_configurations=1,
+                       num_interfaces=1)
+    reply = ImportReply(Status.OK, device).encode()
+    stop = threading.Event()
+    handed_over = []
+
+    def answer(conn):
+        assert recv_exact(conn, 40) == ImportRequest("17-1").encode()
+        conn.sendall(reply)
+        handed_over.append(time.monotonic())
+
+    def trickle(conn):
+        recv_exact(conn, 40)
+        for byte in reply:
+            if stop.wait(0.3):
+                return
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    slow_server, fast_server = FakeServer(trickle), FakeServer(answer)
+    fake = FakeVhci(tmp_path / "root", controllers=1, hc_ports=4)
+    try:
+        sysfs = fake.sysfs()
+        present, attach = _real_io(sysfs, {}, 2.0)
+        slow, fast = Declared("127.0.0.1", slow_server.port, "17-1"), Declared("127.0.0.1", fast_server.port, "17-1")
+        sup = Supervisor([slow, fast], present, attach, lock=lambda: attachments.attach_lock(sysfs))
+        started = time.monotonic()
+        assert sup.step() is False  # the slow one failed
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        slow_server.close()
+        fast_server.close()
+    assert handed_over and handed_over[0] - started < 1.0  # not after the slow one's 2 s
+    assert 1.9 < ended - started < 3.5  # the pass lasts as long as its slowest attempt's deadline
+    assert present(fast) and not present(slow)
+    assert sup.delay == {slow: 1.0} and set(sup.next_try) == {slow}
+    assert fake.overlaps == 0
+
+
+# -- the daemon: systemd notifications, SIGHUP -------------------------------------------------
+def test_a_reload_with_a_bad_file_keeps_the_declaration_loaded_before(tmp_path, monkeypatch, caplog):
+    from usbip.cli import attachd, systemd
+    from usbip.config import load, parse_attachd
+    from usbip.sysfs.fs import Sysfs
+
+    sent = []
+    monkeypatch.setattr(systemd, "notify", lambda *assignments, environ=None: sent.append(assignments) or True)
+    monkeypatch.setattr(systemd, "reloading", lambda: sent.append(("RELOADING=1",)) or True)
+    path = tmp_path / "attachments.yml"
+    path.write_text("attachments:\n  - {server: 10.0.0.1, busid: 1-1}\n")
+    config = load(str(path), parse_attachd)
+    sysfs = Sysfs(str(tmp_path))
+    sup = Supervisor([], lambda d: False, lambda d: 0)
+    attachd._apply(sup, config, sysfs)  # noqa: SLF001
+    old = list(sup.declared)
+
+    path.write_text("attachments: [\n")
+    caplog.set_level(logging.INFO, logger="usbip-attachd")
+    assert attachd._reload(str(path), config, sup, sysfs) is config  # noqa: SLF001
+    assert sup.declared == old
+    assert sent == [("RELOADING=1",), ("READY=1", "STATUS=supervising 1 attachment(s)")]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("reload refused, the declaration loaded before stays: ")
+
+    path.write_text("attachments:\n  - {server: 10.0.0.1, busid: 1-1}\n  - {server: 10.0.0.2, busid: 2-1}\n")
+    new = attachd._reload(str(path), config, sup, sysfs)  # noqa: SLF001
+    assert [str(d) for d in sup.declared] == ["10.0.0.1:3240/1-1", "10.0.0.2:3240/2-1"]
+    assert new.attachments == tuple(sup.declared)
+    assert sent[-1] == ("READY=1", "STATUS=supervising 2 attachment(s)")
+
+
+def test_a_reload_keeps_the_backoff_of_what_is_still_declared():
+    kept, dropped = Declared("s", 3240, "1-1"), Declared("s", 3240, "1-2")
+    sup = Supervisor([kept, dropped], lambda d: False, lambda d: 0)
+    for state in (sup.delay, sup.next_try, sup.attempts):
+        state.update({kept: 4, dropped: 4})
+    sup.declare([kept], lambda d: True, lambda d: 1, 1.0, 8.0)
+    assert (sup.delay, sup.next_try, sup.attempts) == ({kept: 4}, {kept: 4}, {kept: 4})
+
+
+def test_the_daemon_says_ready_reloads_on_sighup_and_says_stopping(tmp_path):
+    """usbip-attachd as systemd runs it: READY=1 once vhci is there, RELOADING=1 and READY=1 around each
+    SIGHUP (a bad file is one line and changes nothing), STOPPING=1 on SIGTERM, exit 0."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from fake_vhci import FakeVhci
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]  # bound, never listening: attempts fail at once
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    config = tmp_path / "attachments.yml"
+    declaration = "interval: 0.2\nretry: {initial: 0.2, max: 0.4}\ntimeout: 1\nattachments:\n%s"
+    config.write_text(declaration % "  - {server: 127.0.0.1, port: %d, busid: 1-1}\n" % port)
+    root = tmp_path / "root"
+    root.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3] / "plugins" / "module_utils"),
+               USBIP_SYSFS_ROOT=str(root), NOTIFY_SOCKET=str(tmp_path / "notify"))
+    env.pop("JOURNAL_STREAM", None)
+    err = tmp_path / "stderr"
+    with open(err, "wb") as stderr:
+        daemon = subprocess.Popen([sys.executable, "-m", "usbip.cli.attachd", "-c", str(config)],
+                                  stderr=stderr, env=env)
+
+    def received():
+        return notify.recv(4096).decode().split("\n")
+
+    def log_lines():
+        return err.read_text().splitlines()
+
+    try:
+        # no vhci yet: one line, and no READY=1
+        notify.settimeout(0.8)
+        with pytest.raises(socket.timeout):
+            received()
+        assert [line for line in log_lines() if "waiting for vhci-hcd" in line] == [
+            "usbip-attachd: warning: waiting for vhci-hcd: vhci_hcd is not loaded"
+            " (/sys/devices/platform/vhci_hcd.0 is missing) (modprobe vhci-hcd)"]
+        FakeVhci(root, controllers=1, hc_ports=2)
+        notify.settimeout(10)
+        assert received() == ["READY=1", "STATUS=supervising 1 attachment(s)"]
+
+        config.write_text("attachments: [\n")
+        daemon.send_signal(signal.SIGHUP)
+        assert received()[0] == "RELOADING=1"
+        assert received() == ["READY=1", "STATUS=supervising 1 attachment(s)"]
+        time.sleep(0.6)  # a few more passes
+        lines = log_lines()
+        refused = [n for n, line in enumerate(lines) if "reload refused" in line]
+        assert len(refused) == 1 and lines[refused[0]].startswith(
+            "usbip-attachd: error: reload refused, the declaration loaded before stays: %s" % config)
+        after = lines[refused[0] + 1:]
+        assert any("127.0.0.1:%d/1-1: attempt" % port in line for line in after)  # the old one, still tried
+
+        config.write_text(declaration % "  - {server: 127.0.0.1, port: %d, busid: 2-1}\n" % port)
+        daemon.send_signal(signal.SIGHUP)
+        assert received()[0] == "RELOADING=1"
+        assert received() == ["READY=1", "STATUS=supervising 1 attachment(s)"]
+        time.sleep(0.6)
+        lines = log_lines()
+        assert "usbip-attachd: info: supervising 1 attachment(s): 127.0.0.1:%d/2-1" % port in lines
+        assert any("127.0.0.1:%d/2-1: attempt 1 failed" % port in line for line in lines)
+
+        daemon.send_signal(signal.SIGTERM)
+        assert received() == ["STOPPING=1"]
+        assert daemon.wait(10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        notify.close()
+        closed.close()
+    assert not [line for line in log_lines() if "Traceback" in line]
