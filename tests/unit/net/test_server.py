@@ -336,7 +336,7 @@ def test_the_listen_queue_stays_deep_while_accepts_are_few_per_pass(served):
     """
     assert served.server.servers[0]._backlog == limits.ACCEPTS_PER_PASS  # noqa: SLF001
     busy = threading.Event()
-    served.loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(1.5)))
+    served.loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(1.0)))
     assert busy.wait(5)
     clients = []
     selector = selectors.DefaultSelector()
@@ -347,7 +347,7 @@ def test_the_listen_queue_stays_deep_while_accepts_are_few_per_pass(served):
             s.connect_ex(("127.0.0.1", served.port))
             clients.append(s)
             selector.register(s, selectors.EVENT_WRITE)
-        connected, deadline = 0, time.monotonic() + 0.8
+        connected, deadline = 0, time.monotonic() + 0.6
         while connected < len(clients) and time.monotonic() < deadline:
             for key, _events in selector.select(0.05):
                 selector.unregister(key.fileobj)
