@@ -218,7 +218,7 @@ def test_descriptors_needed_counts_connections_listeners_and_tls():
     both = ServerOptions(max_connections=100)  # IPv4 and IPv6, each on the plain and the TLS port
     both.tls = SimpleNamespace(config=SimpleNamespace(max_handshakes=40))
     assert limits.listening_sockets(both) == 4
-    assert descriptors_needed(both) == 100 + 4 * (1 + 2 * limits.ACCEPTS_PER_PASS) + limits.MARGIN + 40 + \
+    assert descriptors_needed(both) == 100 + 4 * (1 + 2 * limits.ACCEPTS_PER_PASS) + limits.MARGIN + 2 * 40 + \
         limits.TLS_FILES
 
 

@@ -31,7 +31,9 @@ ACCEPTS_PER_PASS = 16
 #: syslog, the pid file, status files the catalog keeps open (one per offered device: a few on any real
 #: server), and what the Python runtime opens on its own. Generous on purpose: a descriptor costs little.
 MARGIN = 64
-#: With TLS, beside one key log per context: the certificate, key and CA an endpoint may keep in memory files.
+#: With TLS, per pooled context: its key log (a ``memfd``) and OpenSSL's own handle on that file.
+TLS_FILES_PER_CONTEXT = 2
+#: With TLS, beside the contexts: the certificate, key and CA an endpoint keeps in memory files.
 TLS_FILES = 4
 
 
@@ -47,14 +49,15 @@ def descriptors_needed(options: Any) -> int:
 
     ``max_connections`` held connections; per listening socket, itself and
     the connections accepted in two passes of the loop that are not counted
-    yet (refused ones are closed a pass later); with TLS, one descriptor per
-    handshake in progress (each TLS context keeps its key log in a ``memfd``,
-    and a context may serve as few as one handshake) and :data:`TLS_FILES`;
+    yet (refused ones are closed a pass later); with TLS, two descriptors per
+    handshake in progress (each pooled context keeps its key log in a ``memfd``
+    that OpenSSL holds open too; the pool grows to one context per concurrent
+    handshake) and :data:`TLS_FILES`;
     and :data:`MARGIN`.
     """
     needed = options.max_connections + listening_sockets(options) * (1 + 2 * ACCEPTS_PER_PASS) + MARGIN
     if options.tls is not None:
-        needed += options.tls.config.max_handshakes + TLS_FILES
+        needed += TLS_FILES_PER_CONTEXT * options.tls.config.max_handshakes + TLS_FILES
     return needed
 
 
