@@ -222,18 +222,18 @@ def test_the_pass_holds_the_attach_lock_and_each_attempt_looks_again(caplog):
 
 
 def test_a_busy_attach_lock_postpones_the_attempts(caplog):
-    import contextlib
+    class Busy:
+        def __enter__(self):
+            raise UsbipError("another attach has held /run/usbip/attach.lock for 60 s")
 
-    @contextlib.contextmanager
-    def busy():
-        raise UsbipError("another attach has held /run/usbip/attach.lock for 60 s")
-        yield  # pragma: no cover
+        def __exit__(self, *exc):
+            return False
 
     def attach(d):
         raise AssertionError("attached without the lock")
 
     d = Declared("s", 3240, "1-1")
-    sup = Supervisor([d], lambda d: False, attach, lock=busy)
+    sup = Supervisor([d], lambda d: False, attach, lock=Busy)
     assert sup.step() is False
     assert "attempts postponed: another attach has held /run/usbip/attach.lock for 60 s" in caplog.text
     assert sup.attempts == {} and sup.next_try == {}  # tried again on the next pass, not counted

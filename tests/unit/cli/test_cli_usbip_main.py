@@ -104,9 +104,12 @@ def test_timeout_bounds_the_exchange_of_list_and_attach(usbip, monkeypatch):
 
     seen = []
     monkeypatch.setattr(client, "list_devices", lambda host, port, timeout=None, tls=None: seen.append(timeout) or [])
-    monkeypatch.setattr(attachments, "attach", lambda host, port, busid, vhci, timeout=None, tls=None:
-                        seen.append(timeout) or type("A", (), {"busid": busid, "host": host, "tcp_port": port,
-                                                                 "port": 0})())
+
+    def attach(host, port, busid, vhci, timeout=None, tls=None):
+        seen.append(timeout)
+        return attachments.Attached(port=0, device=None, host=host, tcp_port=port, busid=busid)
+
+    monkeypatch.setattr(attachments, "attach", attach)
     assert usbip("--timeout", "2.5", "list", "-r", "h").rc == 0
     assert usbip("list", "-r", "h").rc == 0  # None: the client's default, 20 s for the whole exchange
     assert usbip("--timeout", "7", "attach", "-r", "h", "-b", "1-1").rc == 0
