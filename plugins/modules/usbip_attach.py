@@ -110,7 +110,9 @@ options:
     type: bool
     default: false
   timeout:
-    description: Bound on connecting to the server and on each of its answers, in seconds.
+    description:
+      - Bound on each exchange with the server (connecting, TLS handshake, the request and its complete reply),
+        in seconds.
     type: int
     default: 10
 seealso:

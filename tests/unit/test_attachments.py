@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from fake_vhci import RECORDS, VHCI, FakeVhci
 
@@ -233,3 +235,32 @@ def test_a_dry_run_takes_no_lock(tmp_path):
     with attachments.attach_lock(Sysfs(str(tmp_path), dry_run=True)) as locked:
         assert locked is False
     assert not (tmp_path / "run").exists()
+
+
+def test_server_addresses_are_cached_for_a_while_and_failures_not_at_all(monkeypatch):
+    """A long-running supervisor must see a server's new address, and retry a name that failed once."""
+    answers = {"srv.example": [OSError("temporary failure")]}
+    calls = []
+
+    def getaddrinfo(host, port, type=0):  # noqa: A002 - socket.getaddrinfo's keyword
+        calls.append(host)
+        answer = answers[host].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, 0))]
+
+    monkeypatch.setattr(attachments.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(attachments, "_RESOLVED", {})
+    now = [1000.0]
+
+    def clock():
+        return now[0]
+
+    assert attachments._addresses("srv.example", clock) == frozenset()
+    answers["srv.example"] += ["10.0.0.1", "10.0.0.2"]
+    assert attachments._addresses("srv.example", clock) == {"10.0.0.1"}  # the failure was not kept
+    now[0] += attachments.ADDRESSES_TTL - 1
+    assert attachments._addresses("srv.example", clock) == {"10.0.0.1"}  # cached
+    now[0] += 2
+    assert attachments._addresses("srv.example", clock) == {"10.0.0.2"}  # expired: looked up again
+    assert calls == ["srv.example"] * 3

@@ -25,11 +25,10 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import functools
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Collection, FrozenSet, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from . import validate
 from .device import PortStatus, UsbDevice
@@ -85,12 +84,31 @@ class Attached:
     busid: str
 
 
-@functools.lru_cache(maxsize=64)
-def _addresses(host: str) -> FrozenSet[str]:
+#: How long a name's addresses are trusted: usbip-attachd runs for months, and a server's address may change.
+ADDRESSES_TTL = 300.0
+#: Addresses by name, with the time they were looked up; only successful lookups are kept.
+_RESOLVED: Dict[str, Tuple[float, FrozenSet[str]]] = {}
+
+
+def _addresses(host: str, clock: Callable[[], float] = time.monotonic) -> FrozenSet[str]:
+    """The addresses ``host`` resolves to, cached for :data:`ADDRESSES_TTL`.
+
+    A failed lookup is not cached, so a name that did not resolve once (DNS
+    down at boot) is looked up again at the next comparison.
+    """
+    now = clock()
+    cached = _RESOLVED.get(host)
+    if cached is not None and now - cached[0] < ADDRESSES_TTL:
+        return cached[1]
     try:
-        return frozenset(info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+        found = frozenset(info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
     except (OSError, UnicodeError):
+        _RESOLVED.pop(host, None)
         return frozenset()
+    if len(_RESOLVED) >= 256:
+        _RESOLVED.clear()
+    _RESOLVED[host] = (now, found)
+    return found
 
 
 def same_host(a: Optional[str], b: str) -> bool:

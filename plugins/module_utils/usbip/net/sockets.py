@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import socket
 
-#: Bound on connecting and on waiting for each reply, in seconds.
-DEFAULT_TIMEOUT = 10.0
 #: Keepalive timings handed to the kernel with the socket. An idle attachment
 #: whose peer vanished is probed after KEEPIDLE s, then every KEEPINTVL s, and
 #: dropped after KEEPCNT unanswered probes: 10 + 5 * 3 = 25 s. USER_TIMEOUT
