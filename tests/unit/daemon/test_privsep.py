@@ -625,7 +625,7 @@ def test_a_reload_hands_over_to_a_new_network_process():
 
 def test_a_network_process_that_dies_fails_the_monitor():
     notifier = Notifier()
-    monitor = Monitor(lambda: _service(), notifier, stop_seconds=2)
+    monitor = Monitor(_service, notifier, stop_seconds=2)
     thread = _drive([
         lambda: _until(lambda: notifier.count("READY=1") == 1),
         lambda: os.kill(_children()[0], signal.SIGKILL),
