@@ -241,3 +241,30 @@ def test_stop_does_not_hang_on_a_writer_that_cannot_write():
         stream.close()
         reader.join(5)
         os.close(read_end)
+
+
+def test_syslog_without_a_syslog_daemon_falls_back_to_stderr(monkeypatch, capfd):
+    """No /dev/log (a container, a minimal guest): lines go to stderr, not to "--- Logging error ---"."""
+    monkeypatch.setattr(logs, "SYSLOG_SOCKET", "/nonexistent/dev-log")
+    log = logs.setup("usbipd-test-syslog", "usbipd", syslog=True)
+    try:
+        log.warning("no syslog here")
+    finally:
+        logs.stop()
+    err = capfd.readouterr().err
+    assert "usbipd: WARNING: no syslog here" in err or "usbipd: warning: no syslog here" in err
+    assert "Logging error" not in err
+
+
+def test_a_syslog_socket_that_refuses_falls_back_to_stderr(tmp_path, monkeypatch, capfd):
+    """/dev/log exists but nobody listens (syslog stopped): Python keeps a dead handler; we do not."""
+    stale = tmp_path / "dev-log"
+    stale.write_text("")  # a path that exists but is no socket
+    monkeypatch.setattr(logs, "SYSLOG_SOCKET", str(stale))
+    log = logs.setup("usbipd-test-syslog2", "usbipd", syslog=True)
+    try:
+        log.warning("dead syslog")
+    finally:
+        logs.stop()
+    err = capfd.readouterr().err
+    assert "dead syslog" in err and "Logging error" not in err

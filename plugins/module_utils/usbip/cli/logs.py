@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
@@ -31,6 +32,8 @@ from typing import Any, Optional, TextIO
 
 from . import systemd
 
+#: Where the local syslog daemon listens.
+SYSLOG_SOCKET = "/dev/log"
 #: Records waiting for the writer; more are dropped (and counted) until it catches up.
 QUEUE_RECORDS = 10000
 #: How long :func:`stop` waits for the writer to write what is queued.
@@ -159,12 +162,18 @@ def setup(logger_name: str, prog: str, debug: bool = False, syslog: bool = False
     """
     stop()
     target: Optional[logging.Handler] = None
-    if syslog:
+    if syslog and os.path.exists(SYSLOG_SOCKET):
         try:
-            target = logging.handlers.SysLogHandler(address="/dev/log")
-            target.setFormatter(_Formatter(prog + "[%(process)d]: %(levelname)s: %(message)s"))
+            target = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET)
         except OSError:
             target = None
+        # Python 3.11 and later keep a handler whose connection failed and report each record as a logging error.
+        sock = getattr(target, "socket", None)
+        if target is not None and (sock is None or sock.fileno() < 0):
+            target.close()
+            target = None
+        if target is not None:
+            target.setFormatter(_Formatter(prog + "[%(process)d]: %(levelname)s: %(message)s"))
     if target is None:
         out = sys.stderr if stream is None else stream
         target = logging.StreamHandler(out)
