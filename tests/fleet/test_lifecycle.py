@@ -107,10 +107,10 @@ def test_a_host_installed_before_releases_is_migrated_and_runs_both_roles(fleet,
     the copy gone, usbipd restarted onto the release, and usbip-attachd running from it too."""
     expected = attached(fleet)
     assert len(expected) == 2
-    wrappers = " && ".join(
-        "printf %%s %s > /usr/local/sbin/%s" % (shlex.quote(LEGACY_WRAPPER.format(name=name, entry=entry,
-                                                                              prefix=PREFIX)), name)
-        for name, entry in (("usbipd", "usbipd"), ("usbip", "usbip")))
+    legacy = {name: LEGACY_WRAPPER.format(name=name, entry=entry, prefix=PREFIX)
+              for name, entry in (("usbipd", "usbipd"), ("usbip", "usbip"))}
+    wrappers = " && ".join("printf %%s %s > /usr/local/sbin/%s" % (shlex.quote(text), name)
+                           for name, text in legacy.items())
     ssh(fleet, "server1", "set -e; cp -a $(readlink -f {p}/current)/usbip {p}/usbip; {w}; "
         "systemctl restart usbipd.service; rm -rf {p}/releases {p}/current {p}/previous".format(p=PREFIX, w=wrappers))
     legacy_pid = main_pid(fleet, "server1", "usbipd.service")
@@ -255,8 +255,8 @@ def test_removal_leaves_nothing_of_ours_behind(fleet, env, writable_layer, layer
     """playbooks/remove.yml, clients first (client1, and server1 which is a client too), then servers: devices
     detached, unbound and gadgets gone, no unit, account, table or file of ours, and each guest's writable layer
     as it was before the first install."""
-    assert "before" in layers, layers.get("error", "run the whole fleet suite: test_fleet.py lists the guests "
-                                           "before the first install")
+    missing = "run the whole fleet suite: test_fleet.py lists the guests before the first install"
+    assert "before" in layers, layers.get("error", missing)
     run = ansiblekit.playbook("remove.yml", env, "-e", "usbip_remove_clients=usbip_clients:usbip_servers")
     assert run.returncode == 0, run.stdout[-4000:]
     recap = ansiblekit.recap(run.stdout)
