@@ -309,6 +309,13 @@ def _finish(dd) -> str:
         return "dd killed"
 
 
+def _assert_ended_by_the_cut(dd) -> None:
+    """The cut ended the read loop: inside a read ("error reading"), or between two reads, when the
+    next one found the disk gone ("failed to open")."""
+    ended = _finish(dd)
+    assert "error reading" in ended or "failed to open" in ended, ended
+
+
 def test_connection_killed_mid_transfer(kernel, gadgets, backing_file, daemons, clean_ports):
     """``ss -K`` aborts the client's socket (a reset reaches the server): both ends let go at once."""
     for module in ("inet_diag", "tcp_diag"):  # ss -K needs the socket-diag destroy path
@@ -323,10 +330,7 @@ def test_connection_killed_mid_transfer(kernel, gadgets, backing_file, daemons, 
     available = time.monotonic() - started
     print("ss -K mid-transfer: client port free after %.2f s, server device available after %.2f s"
           % (port_free, available))
-    # The cut ends the read loop: inside a read ("error reading"), or between two reads, when the
-    # next one finds the disk gone ("failed to open").
-    ended = _finish(dd)
-    assert "error reading" in ended or "failed to open" in ended, ended
+    _assert_ended_by_the_cut(dd)
     assert [d.busid for d in client.list_devices("127.0.0.1", 3284)] == ["usbip-vudc.2"]
     attempts = _reimport(3284, 2)
     print("re-import after the kill: %s" % attempts)
@@ -354,7 +358,7 @@ def test_connection_cut_silently_mid_transfer(kernel, gadgets, backing_file, dae
     print("silent cut mid-transfer: client port free after %.1f s, server device available after %.1f s "
           "(bound %.0f s)" % (port_free, available, KEEPALIVE_BOUND))
     assert "dropped" in dropped and "Sent 0 bytes" not in dropped
-    assert "error reading" in _finish(dd)
+    _assert_ended_by_the_cut(dd)
     assert [d.busid for d in client.list_devices("127.0.0.1", 3285)] == ["usbip-vudc.3"]
     attempts = _reimport(3285, 3)
     print("re-import after the silent cut: %s" % attempts)
