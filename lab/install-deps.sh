@@ -10,9 +10,10 @@
 #   the shared, read-only /usr) need to be reached and managed by Ansible
 #   openssl, tcpdump  certificates for the TLS tests, and the capture that shows
 #                     no plaintext crosses a TLS attachment
+#   nftables          the server role's firewall option, proven in the fleet
 set -eu
 PKGS="qemu-system-x86 linux-image-amd64 busybox-static usbip hwdata kmod cpio xz-utils zstd iproute2 udev
-  openssh-server openssh-client e2fsprogs python3-yaml python3-pyudev openssl tcpdump"
+  openssh-server openssh-client e2fsprogs python3-yaml python3-pyudev openssl tcpdump nftables"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
