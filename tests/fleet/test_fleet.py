@@ -117,6 +117,38 @@ def test_check_diff_shows_the_changed_declaration_and_changes_nothing(fleet, env
     assert fleet.ssh(fleet["client1"], "cat /etc/usbip/attachments.yml").stdout == config_before
 
 
+#: The exposure systemd-analyze may give each unit the roles install (0 is best, 10 worst).
+EXPOSURE_MAX = 5.0
+
+
+def exposure(fleet, guest, unit: str) -> float:
+    out = fleet.ssh(guest, "systemd-analyze security --no-pager %s" % unit).stdout
+    line = next(line for line in out.splitlines() if "Overall exposure level" in line)
+    return float(line.split(":", 1)[1].split()[0])
+
+
+def test_services_are_sandboxed_and_usbipd_reads_the_network_unprivileged(fleet, env):
+    """The units as converged: exposure at most 5.0, and usbipd's network process without root or capabilities."""
+    figures = {"usbipd.service": exposure(fleet, fleet["server1"], "usbipd.service"),
+               "usbip-attachd.service": exposure(fleet, fleet["client1"], "usbip-attachd.service")}
+    print("systemd-analyze security: %s" % figures)
+    assert all(value <= EXPOSURE_MAX for value in figures.values()), figures
+    monitor = fleet.ssh(fleet["server1"], "systemctl show -p MainPID --value usbipd").stdout.strip()
+    children = fleet.ssh(fleet["server1"], "pgrep -P %s" % monitor).stdout.split()
+    assert len(children) == 1, children
+    status = dict(line.split(":", 1) for line in
+                  fleet.ssh(fleet["server1"], "cat /proc/%s/status" % children[0]).stdout.splitlines() if ":" in line)
+    user = fleet.ssh(fleet["server1"], "ps -o user= -p %s" % children[0]).stdout.strip()
+    print("network process %s: user %s, Uid %s, CapEff %s" % (children[0], user, status["Uid"].split(),
+                                                              status["CapEff"].strip()))
+    assert user == "usbip"
+    assert "0" not in status["Uid"].split() and int(status["CapEff"].strip(), 16) == 0
+    assert status["NoNewPrivs"].strip() == "1"
+    # the monitor holds no listening socket: every LISTEN socket of the ports is the network process's
+    listeners = fleet.ssh(fleet["server1"], "ss -Hltnp '( sport = :3240 or sport = :3241 )'").stdout
+    assert listeners and "pid=%s," % monitor not in listeners, listeners
+
+
 def test_fleet_report(fleet, env):
     run = ansiblekit.playbook("fleet_report.yml", env)
     assert run.returncode == 0
