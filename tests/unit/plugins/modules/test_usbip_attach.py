@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+
 import pytest
 from ansible_collections.usbip.usbip.plugins.modules import usbip_attach
 from fake_usb import ACM, FakeTree
@@ -141,6 +144,43 @@ def test_the_same_busid_from_another_server_or_port_is_not_present(run_module, f
     server.devices.append(remote("17-1"))
     result = run(run_module, fake, {"busid": "17-1", "port": 3241}, check_mode=True)
     assert result["changed"] is True
+
+
+def test_present_holds_the_attach_lock_across_find_resolve_and_attach(run_module, fake, server, monkeypatch):
+    """usbip-attachd takes the same lock: neither may see the other's attach half done."""
+    lock = fake.host(attachments.ATTACH_LOCK)
+
+    def held():
+        """Whether someone holds the lock: a lock of our own on another open of the file would be refused."""
+        try:
+            fd = os.open(str(lock), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    steps = []
+
+    def watched(name):
+        real = getattr(attachments, name)
+
+        def step(*args, **kwargs):
+            steps.append((name, held()))
+            return real(*args, **kwargs)
+        return step
+
+    for name in ("find", "resolve", "attach"):
+        monkeypatch.setattr(attachments, name, watched(name))
+
+    result = run(run_module, fake, {"busid": "17-1"})
+    assert result["changed"] is True and result["port"] == 0
+    assert steps == [("find", True), ("resolve", True), ("attach", True)]
+    assert not held(), "the lock outlived the module run"
 
 
 def test_match_resolves_against_the_server_list(run_module, fake, server):
