@@ -440,3 +440,26 @@ def test_a_bad_network_is_one_clear_line_before_anything_runs(host):
     answer = host.run("ufw", allow=["10.0.0.300/8"], rc=1)
     assert answer["failed"] is True and "10.0.0.300/8" in answer["msg"]
     assert host.log("ufw") == [] and host.record() is None
+
+
+def test_a_backend_that_is_not_installed_fails_before_the_nftables_table_goes(host, tmp_path):
+    """Switching to a backend that cannot work must not leave the ports with no firewall at all."""
+    host.nft_unit.parent.mkdir()
+    host.nft_unit.write_text("[Unit]\n")
+    host.nft_file.write_text("table inet usbip {}\n")
+    no_ufw = tmp_path / "no-ufw"
+    write_tool(no_ufw, "systemctl", FAKE_SYSTEMCTL)
+    answer = host.run("ufw", allow=["10.0.0.0/8"], rc=1, path=str(no_ufw))
+    assert answer == {"failed": True, "msg": "usbip_server_firewall: ufw needs ufw, which is not installed"}
+    assert host.nft_unit.exists() and host.nft_file.exists()
+    assert host.log("systemctl") == [], "the table's unit was stopped"
+
+
+def test_a_backend_that_is_not_running_fails_before_the_recorded_rules_go(host):
+    host.run("ufw", allow=["10.0.0.0/8"])
+    recorded = host.record()
+    (host.fw / "firewalld.stopped").touch()
+    answer = host.run("firewalld", allow=["10.0.0.0/8"], rc=1)
+    assert answer == {"failed": True, "msg": "firewalld is not running (usbip_server_firewall: firewalld needs it)"}
+    assert host.ufw_rules() == [FOREIGN_UFW, ufw_allow("10.0.0.0/8", 3240), ufw_deny(3240)]
+    assert host.ufw_changes() == [] and host.record() == recorded
