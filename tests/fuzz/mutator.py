@@ -213,13 +213,18 @@ class LineCoverage:
         return local
 
     def run(self, function, data: bytes) -> bool:
-        """Call ``function(data)``; True when it ran a transition not seen before."""
+        """Call ``function(data)``; True when it ran a transition not seen before.
+
+        The tracer in place before (coverage measurement, a debugger) is put
+        back afterwards: the tests that run later in the process stay traced.
+        """
         self._run = set()
+        previous = sys.gettrace()
         sys.settrace(self._global)
         try:
             function(data)
         finally:
-            sys.settrace(None)
+            sys.settrace(previous)
         new = self._run - self.seen
         self.seen |= new
         return bool(new)
