@@ -522,6 +522,14 @@ def test_a_bundle_path_outside_the_package_is_refused(target, files, error):
     assert not target.prefix.exists()
 
 
+@pytest.mark.parametrize("stdin", ["", "not json", '["version.py"]', '{"version.py": 1}'])
+def test_a_bundle_that_is_not_an_object_of_contents_is_one_clear_line(target, stdin):
+    """Not a traceback (and no JSON on stdout, which the role's changed_when would choke on)."""
+    answer = target.stack("install", str(target.prefix), VERSION, stdin=stdin, rc=1)
+    assert answer["failed"] is True and answer["msg"].startswith("the bundle on stdin is not"), answer
+    assert not target.prefix.exists()
+
+
 def test_bad_arguments_are_one_clear_line(target):
     assert target.stack("install", "relative/prefix", VERSION, stdin="{}", rc=1)["msg"] == \
         "not an absolute path: relative/prefix"
