@@ -339,8 +339,7 @@ def test_connection_killed_mid_transfer(kernel, gadgets, backing_file, daemons, 
 
 def test_connection_cut_silently_mid_transfer(kernel, gadgets, backing_file, daemons, clean_ports):
     """Every packet of the connection dropped (``tc``): only the timeouts can notice."""
-    if not shutil.which("tc"):
-        pytest.skip("tc (iproute2) is not installed")
+    assert shutil.which("tc"), "tc is not installed: lab/install-deps.sh installs iproute2 (the guests share its /usr)"
     for module in ("sch_prio", "cls_u32", "act_gact"):
         sh("modprobe", module)
     port, dd = _transfer(gadgets, backing_file, daemons, 3, 3285)

@@ -389,7 +389,12 @@ def standard_tree(root: Path) -> FakeTree:
 
 
 def load_capture(name: str) -> Dict[str, dict]:
-    with open(DATA / name) as f:
+    """A capture of ``data/``; a missing one fails the test that needs it, saying so (never a skip)."""
+    path = DATA / name
+    if not path.is_file():
+        raise FileNotFoundError("the real-kernel capture %s is missing: it belongs to the repository"
+                                " (data/README.md says how to take it again)" % path)
+    with open(path) as f:
         return json.load(f)
 
 
