@@ -424,8 +424,8 @@ def test_the_old_layout_is_migrated_and_removed_once_nothing_runs_it(target):
     target.wrapper("usbipd", "usbipd")
     assert b"RELEASE_FD" in (target.bin_dir / "usbipd").read_bytes()
     pruned = target.prune()
-    assert pruned == {"changed": False, "removed": [], "kept": {first: "current",
-                                                                  "usbip": "in use by pid %d" % old_daemon.pid}}
+    kept = {first: "current", "usbip": "in use by pid %d" % old_daemon.pid}
+    assert pruned == {"changed": False, "removed": [], "kept": kept}
     assert legacy.is_dir()
 
     # The role restarts the daemon onto the release: then nothing runs the old copy.
