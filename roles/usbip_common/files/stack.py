@@ -173,7 +173,12 @@ def relink(prefix, name, target):
 def install(args):
     (prefix, version), units, check = unpack(args, 2, ["unit"])
     units = units["unit"]
-    bundle = json.load(sys.stdin)
+    try:
+        bundle = json.load(sys.stdin)
+    except ValueError as error:
+        fail("the bundle on stdin is not JSON: %s" % error)
+    if not isinstance(bundle, dict) or not all(isinstance(content, str) for content in bundle.values()):
+        fail("the bundle on stdin is not a JSON object of relative .py paths and their contents")
     for rel in bundle:
         if rel.startswith("/") or ".." in rel.split("/") or not rel.endswith(".py"):
             fail("not a relative .py path of the stack: %r" % rel)

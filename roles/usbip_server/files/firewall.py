@@ -149,6 +149,13 @@ def main(request):
     except FileNotFoundError:
         recorded = {}
     warnings = []
+    # The chosen backend must work before anything of another one goes: a failed switch keeps the old firewall.
+    if backend == "ufw":
+        require("ufw", backend)
+    elif backend == "firewalld":
+        require("firewall-cmd", backend)
+        if run(["firewall-cmd", "--state"], ok=(0, 252)).returncode:
+            raise Failure("firewalld is not running (usbip_server_firewall: firewalld needs it)")
     removed_nftables = [] if backend == "nftables" else remove_nftables(request["nft_unit"], request["nft_file"], check)
     if backend not in ("ufw", "firewalld") or recorded.get("backend") not in (None, backend):
         added, removed = [], remove_recorded(recorded, check)
@@ -156,15 +163,11 @@ def main(request):
     else:
         added, removed = [], []
     if backend == "ufw":
-        require("ufw", backend)
         if "inactive" in run(["ufw", "status"]).stdout:
             warnings.append("ufw is inactive: its rules, the USB/IP ones included, apply once it is enabled")
         desired = ufw_rules(ports, allow)
         more_added, more_removed = ufw_apply(desired, recorded.get("rules", []), check)
     elif backend == "firewalld":
-        require("firewall-cmd", backend)
-        if run(["firewall-cmd", "--state"], ok=(0, 252)).returncode:
-            raise Failure("firewalld is not running (usbip_server_firewall: firewalld needs it)")
         desired = firewalld_rules(ports, allow)
         more_added, more_removed = firewalld_apply(desired, recorded.get("rules", []), zone,
                                                    recorded.get("zone", zone), check)
