@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from usbip.sysfs.errors import SysfsError
 from usbip.sysfs.fs import Change, Sysfs
@@ -56,6 +57,16 @@ BAD_BUSIDS = [
 Interface = Tuple[int, int, int, Optional[str]]
 ACM = ((0x02, 0x02, 0x01, None), (0x0A, 0x00, 0x00, None))
 MASS_STORAGE = ((0x08, 0x06, 0x50, "usb-storage"),)
+
+#: Endpoints (besides ep0) of an interface, by class: one interrupt endpoint for a hub, a CDC control
+#: interface and a HID; two bulk endpoints otherwise (CDC data, mass storage, vendor-specific).
+_ENDPOINTS = {0x09: 1, 0x02: 1, 0x03: 1}
+#: What the lab's gadgets (configfs functions ``acm`` and ``mass_storage``, configuration ``cfg``) show
+#: beyond any device: their interface strings by class, and the configuration's string.
+GADGET_INTERFACE_STRINGS = {0x02: "CDC Abstract Control Model (ACM)", 0x0A: "CDC ACM Data", 0x08: "Mass Storage"}
+GADGET_CONFIGURATION = "cfg"
+#: The major number of the USB device nodes (``dev`` is ``189:<(busnum - 1) * 128 + devnum - 1>``).
+USB_DEVICE_MAJOR = 189
 
 #: The journal of binding ``17-1`` (the ACM gadget) to usbip-host, in the C tool's order, and of unbinding it.
 BIND_17_1 = [
@@ -126,6 +137,8 @@ class FakeTree:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.errors: Dict[str, int] = {}
+        #: Device paths of gadgets (see :data:`GADGET_INTERFACE_STRINGS`).
+        self.gadgets: Set[str] = set()
 
     def sysfs(self, dry_run: bool = False) -> FakeSysfs:
         return FakeSysfs(self.root, self.errors, dry_run)
@@ -172,6 +185,11 @@ class FakeTree:
             self.file("%s/%s" % (base, attr))
         self.link(base + "/module", "/sys/module/" + module)
 
+    def platform_device(self, path: str, driver: str) -> None:
+        """The attributes every platform device shows (the driver's own come on top)."""
+        self.attrs(path, driver_override="(null)", modalias="platform:" + driver)
+        self.file(path + "/uevent")
+
     def bind_driver(self, path: str, driver: Optional[str]) -> None:
         """The ``driver`` link of a device or interface, and the driver's link back."""
         name = os.path.basename(path)
@@ -201,10 +219,40 @@ class FakeTree:
         max_packet0: int = 64,
         maxchild: int = 0,
         version: str = " 2.00",
+        gadget: bool = False,
     ) -> str:
-        """A USB device directory with its attributes, interfaces and links; returns the busid."""
+        """A USB device directory with its attributes, interfaces and links; returns the busid.
+
+        ``gadget``: the device is one of the lab's gadgets (see :data:`GADGET_INTERFACE_STRINGS`).
+        """
         name = os.path.basename(path)
-        busnum = int(name[3:]) if name.startswith("usb") else int(name.split("-")[0])
+        root_hub = name.startswith("usb")
+        busnum = int(name[3:]) if root_hub else int(name.split("-")[0])
+        if gadget:
+            self.gadgets.add(path)
+        # What every device shows that no driver here reads; the values are those of the captures.
+        self.attrs(
+            path,
+            authorized="1",
+            avoid_reset_quirk="0",
+            bMaxPower="0mA" if root_hub else "2mA" if gadget else "100mA",
+            bmAttributes="e0" if root_hub else "80",
+            dev="%d:%d" % (USB_DEVICE_MAJOR, (busnum - 1) * 128 + devnum - 1),
+            ltm_capable="no",
+            quirks="0x0",
+            removable="unknown",
+            rx_lanes="1",
+            tx_lanes="1",
+            urbnum="0",
+        )
+        if root_hub:
+            self.attrs(path, authorized_default="1", interface_authorized_default="1")
+        # The device descriptor (the kernel follows it with the configurations'; no code here reads it).
+        bcd_usb = int(version.strip().replace(".", ""), 16)
+        self.file(path + "/descriptors", struct.pack("<BBHBBBBHHHBBBB", 18, 1, bcd_usb, *device_class, max_packet0,
+                                                     vendor, product, bcd, 0, 0, 0, 1))
+        self.file(path + "/remove")
+        self.file(path + "/uevent")
         self.attrs(
             path,
             bDeviceClass="%02x" % device_class[0],
@@ -237,22 +285,42 @@ class FakeTree:
                 self.bind_driver("%s/%s" % (path, entry.name), None)
                 self.remove("%s/%s" % (DEVICES, entry.name))
                 shutil.rmtree(entry)
+        gadget = path in self.gadgets
         if configuration is None:
             self.file(path + "/bConfigurationValue")
             self.file(path + "/bNumInterfaces")
+            self.file(path + "/configuration")
             return
         self.attrs(path, bConfigurationValue="%d" % configuration, bNumInterfaces="%2d" % len(interfaces))
+        self.file(path + "/configuration", GADGET_CONFIGURATION + "\n" if gadget else "")
+        device = "usb:v%sp%sd%sdc%sdsc%sdp%s" % tuple(
+            self.read("%s/%s" % (path, attr)).strip().upper()
+            for attr in ("idVendor", "idProduct", "bcdDevice", "bDeviceClass", "bDeviceSubClass", "bDeviceProtocol"))
+        # A gadget's acm function is a CDC control and a data interface joined by an association descriptor.
+        classes = [cls for cls, _sub, _proto, _driver in interfaces]
+        association = interfaces[0][:3] if gadget and classes == [0x02, 0x0A] else None
         for number, (cls, sub, proto, driver) in enumerate(interfaces):
             ifname = "%s%d.%d" % (prefix, configuration, number)
             ifpath = "%s/%s" % (path, ifname)
             self.attrs(
                 ifpath,
+                authorized="1",
                 bAlternateSetting=" 0",
                 bInterfaceClass="%02x" % cls,
                 bInterfaceNumber="%02x" % number,
                 bInterfaceProtocol="%02x" % proto,
                 bInterfaceSubClass="%02x" % sub,
+                bNumEndpoints="%02x" % _ENDPOINTS.get(cls, 2),
+                modalias="%sic%02Xisc%02Xip%02Xin%02X" % (device, cls, sub, proto, number),
+                supports_autosuspend="1",
             )
+            self.file(ifpath + "/uevent")
+            if gadget and cls in GADGET_INTERFACE_STRINGS:
+                self.attrs(ifpath, interface=GADGET_INTERFACE_STRINGS[cls])
+            if association is not None:
+                self.attrs(ifpath, iad_bFirstInterface="00", iad_bFunctionClass="%02x" % association[0],
+                           iad_bFunctionSubClass="%02x" % association[1],
+                           iad_bFunctionProtocol="%02x" % association[2], iad_bInterfaceCount="%02x" % len(interfaces))
             self.link("%s/%s" % (DEVICES, ifname), ifpath)
             self.bind_driver(ifpath, driver)
 
@@ -288,8 +356,9 @@ class FakeTree:
         """A usbip-vudc instance; without a descriptor no gadget is bound (ENODEV)."""
         name = "usbip-vudc.%d" % index
         path = "/sys/devices/platform/" + name
+        self.platform_device(path, "usbip-vudc")
         self.file(path + "/usbip_sockfd")
-        self.attrs(path, usbip_status="1", modalias="platform:usbip-vudc")
+        self.attrs(path, usbip_status="1")
         self.file(path + "/dev_desc", descriptor or b"")
         if descriptor is None:
             self.errors[path + "/dev_desc"] = 19  # ENODEV
@@ -302,6 +371,10 @@ class FakeTree:
         udc = "%s/udc/%s" % (platform_path, name)
         self.file(udc + "/function", function + "\n" if function else "")
         self.attrs(udc, current_speed=speed, maximum_speed="high-speed", state="not attached")
+        self.attrs(udc, a_alt_hnp_support="0", a_hnp_support="0", b_hnp_enable="0", is_a_peripheral="0", is_otg="0",
+                   is_selfpowered="0")
+        for attr in ("soft_connect", "srp", "uevent"):  # soft_connect and srp are write-only (EACCES on read)
+            self.file("%s/%s" % (udc, attr))
         self.link("/sys/class/udc/" + name, udc)
 
     # -- the kernel's reactions to writes ----------------------------------------
@@ -358,16 +431,19 @@ def standard_tree(root: Path) -> FakeTree:
     t.usbip_host()
 
     gdummy = {"manufacturer": "vmlab", "product": "gadget-gdummy", "serial": "SER-gdummy"}
+    t.platform_device(DUMMY_HCD, "dummy_hcd")
+    t.file(DUMMY_HCD + "/urbs")
     t.root_hub(DUMMY_HCD, 17, "dummy_hcd")
     t.usb_device(DUMMY_HCD + "/usb17/17-1", devnum=2, devpath="1", vendor=0x1209, product=0x0001, interfaces=ACM,
-                 strings=gdummy)
+                 strings=gdummy, gadget=True)
 
+    t.platform_device(VHCI, "vhci_hcd")
     t.root_hub(VHCI, 1, "vhci_hcd", maxchild=15)
     t.root_hub(VHCI, 2, "vhci_hcd", superspeed=True, maxchild=15)
     t.usb_device(VHCI + "/usb1/1-1", devnum=2, devpath="1", vendor=0x1209, product=0x0001, interfaces=ACM,
-                 strings=gdummy)
+                 strings=gdummy, gadget=True)
     t.usb_device(VHCI + "/usb1/1-2", devnum=3, devpath="2", vendor=0x1D6B, product=0x0104, interfaces=MASS_STORAGE,
-                 strings={"manufacturer": "vmlab", "product": "gadget-gvudc", "serial": "SER-gvudc"})
+                 strings={"manufacturer": "vmlab", "product": "gadget-gvudc", "serial": "SER-gvudc"}, gadget=True)
 
     t.root_hub(XHCI, 18, "xhci-hcd", maxchild=4)
     t.usb_device(XHCI + "/usb18/18-1", devnum=2, devpath="1", vendor=0x05E3, product=0x0608, bcd=0x6060,

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A fake vhci_hcd whose ``attach`` and ``detach`` behave like the kernel's.
 
-The tree is what the 6.1 kernel shows (``test_vhci.py`` compares it with the
-real-kernel capture). Plain files cannot refuse a write, so
+The tree is what the 6.1 kernel shows (``test_vhci.py`` and
+``test_sysfs_capture.py`` compare it with the real-kernel capture). Plain
+files cannot refuse a write, so
 :class:`KernelSysfs` plays the kernel after each write to ``attach`` or
 ``detach``: it checks the port as ``attach_store`` does, answers EBUSY or
 EINVAL, and re-renders the status file. All state lives in the files, under a
@@ -59,6 +60,9 @@ class FakeVhci:
         self._dir.mkdir(parents=True)
         (self._dir / "nports").write_text("%d\n" % self.nports)
         (self._dir / "usbip_debug").write_text("0\n")
+        (self._dir / "driver_override").write_text("(null)\n")  # what every platform device shows
+        (self._dir / "modalias").write_text("platform:vhci_hcd\n")
+        (self._dir / "uevent").write_text("")
         for name in ("attach", "detach"):
             (self._dir / name).write_text("")
         for pdev in range(controllers):
