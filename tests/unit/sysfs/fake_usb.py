@@ -157,8 +157,10 @@ class FakeTree:
 
     def attrs(self, path: str, **values: str) -> None:
         """Attributes of one directory; each value gets the kernel's trailing newline."""
+        directory = self.host_path(path)
+        directory.mkdir(parents=True, exist_ok=True)
         for name, value in values.items():
-            self.file("%s/%s" % (path, name), value + "\n")
+            (directory / name).write_bytes((value + "\n").encode("ascii"))
 
     def link(self, path: str, target: str) -> None:
         """A symlink stored relative, as sysfs stores them."""
