@@ -26,8 +26,9 @@ import time
 from typing import Optional
 
 import pytest
+import test_usbipd_process
 from fake_usb import standard_tree
-from test_usbipd_process import Notifications, children_of, devlist, free_port, shared_dir  # noqa: F401
+from test_usbipd_process import Notifications, children_of, devlist, free_port
 
 from lab import pki
 from tests.fuzz import MODULE_UTILS
@@ -38,6 +39,7 @@ from usbip.errors import InvalidArgument, UsbipError
 from usbip.net.server import UsbipServer
 from usbip.sysfs.host import HostDriver
 
+shared_dir = test_usbipd_process.shared_dir  # the fixture: a directory every account may read
 LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 FAMILY = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 
@@ -226,7 +228,7 @@ class Syslog:
         self.sock.close()
 
 
-def test_allow_and_syslog_on_the_live_daemon(shared_dir):  # noqa: F811 - the fixture imported above
+def test_allow_and_syslog_on_the_live_daemon(shared_dir):
     tree = standard_tree(shared_dir / "root")
     tree.kernel_host_bind("17-1")
     (shared_dir / "usbipd.yml").write_text("allow: [127.0.0.1/32]\n")  # the command line's list wins

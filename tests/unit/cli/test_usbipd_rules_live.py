@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import signal
 
+import test_usbipd_process
 from fake_usb import HOST
-from test_usbipd_process import Usbipd, shared_dir  # noqa: F401 - shared_dir is a fixture
+from test_usbipd_process import Usbipd
+
+shared_dir = test_usbipd_process.shared_dir  # the fixture: a directory every account may read
 
 
-def test_the_monitor_binds_by_the_rules_at_start_and_on_reload(shared_dir):  # noqa: F811
+def test_the_monitor_binds_by_the_rules_at_start_and_on_reload(shared_dir):
     daemon = Usbipd(shared_dir, "exports:\n  - match: {vendor: '0781', serial: '4C530001230905113465'}\n")
     try:
         # READY=1 was heard: by then the monitor had bound the flash drive its rule names.

@@ -73,8 +73,8 @@ class Served:
         assert ready.wait(10)
 
     def devlist(self):
-        return [(d.busid, d.id_vendor, d.id_product, d.devnum) for d in client.list_devices("127.0.0.1", self.port,
-                                                                                          timeout=5)]
+        devices = client.list_devices("127.0.0.1", self.port, timeout=5)
+        return [(d.busid, d.id_vendor, d.id_product, d.devnum) for d in devices]
 
     def stop(self) -> None:
         async def close():
