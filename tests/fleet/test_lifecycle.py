@@ -185,12 +185,12 @@ def dropped(fleet) -> int:
     return int(re.search(r"packets (\d+)", out).group(1))
 
 
-@pytest.mark.skipif(not NFT, reason="the lab host has no nft (/usr/sbin/nft): lab/install-deps.sh installs nftables")
 def test_the_nftables_firewall_drops_what_the_allow_list_leaves_out(fleet, env):
     """usbip_server_firewall: nftables, allow-list 10.76.0.0/24 and 127.0.0.0/8. A client address outside it
     reaches server1 (SSH answers) but not the USB/IP ports: no SYN-ACK, no reset (the connect times out), the
     table's counter moves, and usbipd never sees the connection (no refusal in its log). The allowed network
     still connects."""
+    assert NFT, "the lab host has no nft (/usr/sbin/nft): lab/install-deps.sh installs nftables"
     assert ssh(fleet, "server1", "systemctl is-enabled usbipd-firewall.service").strip() == "enabled"
     interfaces = {"server1": lan_interface(fleet, "server1", "10.76.0.1"),
                   "client1": lan_interface(fleet, "client1", "10.76.0.2")}

@@ -10,7 +10,12 @@ import pytest
 
 from lab import qemu
 
-pytestmark = pytest.mark.skipif(qemu.preflight() is not None, reason="lab packages missing: run lab/install-deps.sh")
+
+@pytest.fixture(autouse=True)
+def lab_packages():
+    """The lab's packages are part of the test environment (make lab-deps): missing ones fail, with the reason."""
+    problem = qemu.preflight()
+    assert problem is None, "lab packages missing: run lab/install-deps.sh (%s)" % problem
 
 
 def test_guest_status_and_output_reach_the_host(tmp_path):
