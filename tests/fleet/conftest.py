@@ -16,13 +16,20 @@ from lab import fleet as lab_fleet
 REPO = ansiblekit.REPO
 
 
+#: Seconds the fleet's guests may run before the lab stops them.
+FLEET_LIFETIME = 3300
+
+
 @pytest.fixture(scope="session")
 def fleet():
     problem = qemu.preflight()
     if problem:
         raise pytest.UsageError(problem)
-    f = lab_fleet.Fleet(["server1", "client1"], out=open(os.path.join(REPO, "build", "fleet-console.log"), "w")
-                        if os.path.isdir(os.path.join(REPO, "build")) else None)
+    # The guests live for the whole session: converges, reboots, an upgrade and a removal (about 30 minutes under
+    # emulation); the bound only stops guests a crashed session left behind.
+    console = os.path.join(REPO, "build", "fleet-console.log")
+    f = lab_fleet.Fleet(["server1", "client1"], timeout=FLEET_LIFETIME,
+                        out=open(console, "w") if os.path.isdir(os.path.dirname(console)) else None)
     try:
         f.start()
         yield f
