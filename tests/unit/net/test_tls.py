@@ -13,6 +13,7 @@ import struct
 import pytest
 
 from lab import pki
+from usbip import validate
 from usbip.net import tls
 from usbip.protocol import DevlistRequest, ImportRequest
 
@@ -228,3 +229,25 @@ def test_an_import_the_kernel_cannot_encrypt_is_not_exported(tls_served, certs):
     with pytest.raises(UsbipError, match="closed the connection"):
         client.import_device("127.0.0.1", tls_served.port, "17-1", tls=endpoint(certs, "client1", False))
     assert tls_served.backend.exported == []
+
+
+@pytest.mark.parametrize("cert, names", [
+    # SANs present: the CN does not count (RFC 6125, 6.4.4)
+    ({"subject": ((("commonName", "admin"),),), "subjectAltName": (("DNS", "client1.example"),)},
+     {"dns:client1.example"}),
+    # DNS names compare without regard to case; a trailing dot is the same name
+    ({"subjectAltName": (("DNS", "Client1.EXAMPLE."),)}, {"dns:client1.example"}),
+    # OpenSSL writes IPv6 SANs in full, upper case, sometimes with a newline: compared as addresses
+    ({"subjectAltName": (("IP Address", "2001:DB8:0:0:0:0:0:1\n"),)}, {"ip:2001:db8::1"}),
+    # no DNS or IP SAN: the CN is the name, as a DNS name
+    ({"subject": ((("commonName", "Client2"),),), "subjectAltName": (("email", "a@b"),)}, {"dns:client2"}),
+    (None, set()),
+])
+def test_peer_names_follow_rfc_6125(cert, names):
+    assert tls.peer_names(cert) == names
+
+
+def test_a_dns_name_never_matches_an_address_that_reads_the_same():
+    cert = {"subjectAltName": (("DNS", "10.0.0.5"),)}
+    assert validate.peer_name("10.0.0.5") not in tls.peer_names(cert)
+    assert validate.peer_name("dns:10.0.0.5") in tls.peer_names(cert)
