@@ -120,18 +120,34 @@ def trickle(reply: bytes, every: float = 0.5, for_at_most: float = 10.0):
 
 
 # -- a reply as large as the header claims ------------------------------------------------------
+#: ``usbip`` as ``python -m usbip.cli.usbip`` runs it, writing its peak RSS (``VmHWM``, KiB) to the file
+#: named by its first argument when it exits.
+_MEASURED = (
+    "import atexit, runpy, sys\n"
+    "PEAK = sys.argv.pop(1)\n"
+    "def report():\n"
+    "    with open('/proc/self/status') as status, open(PEAK, 'w') as out:\n"
+    "        out.write(next(line for line in status if line.startswith('VmHWM:')).split()[1])\n"
+    "atexit.register(report)\n"
+    "sys.argv[0] = 'usbip'\n"
+    "runpy.run_module('usbip.cli.usbip', run_name='__main__', alter_sys=True)\n"
+)
+
 def run_usbip(argv: List[str], tmp_path: Path, limit: float = 60.0):
     """Run ``usbip`` in a process of its own; its exit status, output, seconds and peak RSS in MiB.
 
-    ``os.wait4`` gives the resource usage of that one child, whatever else
-    the test process has run before.
+    The peak is the process's own ``VmHWM``, written by the process as it
+    exits: it belongs to the memory of the program after ``exec``. The
+    resource usage ``wait4`` reports would not do: Linux carries the peak of
+    the memory a child had before ``exec`` (a copy of the test process, large
+    after a whole unit run) into its ``ru_maxrss``.
     """
-    out, err = tmp_path / "out", tmp_path / "err"
+    out, err, peak = tmp_path / "out", tmp_path / "err", tmp_path / "peak"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "plugins" / "module_utils"))
     started = time.monotonic()
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "usbip.cli.usbip"] + argv, stdout=stdout, stderr=stderr,
-                                   env=env)
+        process = subprocess.Popen([sys.executable, "-c", _MEASURED, str(peak)] + argv, stdout=stdout,
+                                   stderr=stderr, env=env)
     watchdog = threading.Timer(limit, process.kill)
     watchdog.start()
     try:
@@ -139,8 +155,9 @@ def run_usbip(argv: List[str], tmp_path: Path, limit: float = 60.0):
     finally:
         watchdog.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
-    return (process.returncode, out.read_text(), err.read_text(), time.monotonic() - started,
-            usage.ru_maxrss / 1024)
+    del usage
+    kib = float(peak.read_text()) if peak.exists() else float("inf")
+    return process.returncode, out.read_text(), err.read_text(), time.monotonic() - started, kib / 1024
 
 
 @pytest.mark.parametrize("output", [[], ["--json"]])
