@@ -133,6 +133,7 @@ _MEASURED = (
     "runpy.run_module('usbip.cli.usbip', run_name='__main__', alter_sys=True)\n"
 )
 
+
 def run_usbip(argv: List[str], tmp_path: Path, limit: float = 60.0):
     """Run ``usbip`` in a process of its own; its exit status, output, seconds and peak RSS in MiB.
 
