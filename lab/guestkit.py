@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import subprocess
@@ -38,6 +39,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from usbip.sysfs import gadget as gadget_driver  # noqa: E402 - found through STACK above
 from usbip.sysfs.fs import Sysfs  # noqa: E402
+
+from . import usbhw  # noqa: E402
 
 #: Loaded once per guest by :func:`load_kernel`; usbip-vudc is loaded apart, with its instance count.
 MODULES = ["configfs", "usbip-core", "usbip-host", "vhci-hcd", "dummy_hcd", "libcomposite",
@@ -194,3 +197,38 @@ def read_disk(dev: str, size: int) -> bytes:
     proc = subprocess.run(["dd", "if=" + dev, "bs=64k", "count=%d" % (size // 65536), "iflag=direct", "status=none"],
                           capture_output=True, timeout=60, check=True)
     return proc.stdout
+
+
+# -- emulated USB hardware (lab.usbhw) ----------------------------------------------------------
+def load_usb_hardware() -> None:
+    """The drivers of the emulated controllers and devices (no udev in the test guest loads them)."""
+    for module in usbhw.GUEST_MODULES:
+        sh("modprobe", module)
+
+
+def bench_device(device_id: str, timeout: float = 30) -> str:
+    """Busid of one emulated device (:data:`lab.usbhw.BENCH`), found by its serial once it is there."""
+    device = usbhw.by_id(device_id)
+    if device.driver == "usb-hub":
+        raise ValueError("the hub has no serial; find it as the parent of the devices behind it")
+    vid, pid = usbhw.IDS[device.driver]
+    return find_usb_device(vid, pid, device.serial, timeout=timeout)
+
+
+def hotplug(op: str, device_id: str, timeout: float = 90) -> None:
+    """Unplug or plug back an emulated device, through the host's QMP broker; returns when QEMU has done it."""
+    if op not in usbhw.OPERATIONS:
+        raise ValueError("hotplug: %r is not one of %s" % (op, usbhw.OPERATIONS))
+    usbhw.by_id(device_id)
+    requests = os.path.join("/tmp/xfer", usbhw.REQUEST_DIR)
+    name = "%d-%s-%s" % (time.monotonic_ns(), op, device_id)
+    with open(os.path.join(requests, name + ".tmp"), "w") as f:
+        json.dump({"op": op, "device": device_id}, f)
+    os.rename(os.path.join(requests, name + ".tmp"), os.path.join(requests, name + ".req"))
+    reply_path = os.path.join(requests, name + ".rep")
+    wait_for(lambda: os.path.exists(reply_path), timeout, "the host's answer to %s %s" % (op, device_id))
+    with open(reply_path) as f:
+        reply = json.load(f)
+    os.unlink(reply_path)
+    if not reply.get("ok"):
+        raise AssertionError("%s %s failed on the host: %s" % (op, device_id, reply.get("error")))

@@ -27,9 +27,9 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-from . import initramfs
+from . import initramfs, usbhw
 
 CACHE_DIR = os.environ.get("LAB_CACHE", "/var/tmp/usbip-lab")
 TIMEOUT_RC = 124
@@ -65,7 +65,8 @@ class Guest:
     def __init__(self, command: str, timeout: float = 600, mem: str = "1024M", cpus: int = 2,
                  env: Optional[Dict[str, str]] = None, workdir: Optional[str] = None, xfer: Optional[str] = None,
                  prefix: str = "guest| ", out=None, systemd: bool = False, disk: Optional[str] = None,
-                 hostname: str = "lab", lan: Optional[Lan] = None, ssh_port: Optional[int] = None) -> None:
+                 hostname: str = "lab", lan: Optional[Lan] = None, ssh_port: Optional[int] = None,
+                 usb: Sequence[usbhw.UsbDevice] = ()) -> None:
         self.command = command
         self.timeout = timeout
         self.mem = mem
@@ -80,6 +81,10 @@ class Guest:
         self.hostname = hostname
         self.lan = lan
         self.ssh_port = ssh_port
+        self.usb = tuple(usb)
+        #: Plugs and unplugs ``usb`` while the guest runs (None without emulated hardware).
+        self.bench: Optional[usbhw.Bench] = None
+        self.broker: Optional[usbhw.Broker] = None
         self.tail: collections.deque = collections.deque(maxlen=60)
         self.marker: List[int] = []
         self.proc: Optional[subprocess.Popen] = None
@@ -111,7 +116,13 @@ class Guest:
         if self.ssh_port:
             argv += ["-netdev", "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22" % self.ssh_port,
                      "-device", "virtio-net-pci,netdev=mgmt,mac=52:54:00:00:00:%02x,romfile=" % (self.ssh_port % 256)]
+        if self.usb:
+            argv += usbhw.qemu_args(self.usb, self.xfer, self.qmp_path)
         return argv + ["-append", append]
+
+    @property
+    def qmp_path(self) -> str:
+        return os.path.join(self.xfer, "qmp-%s.sock" % self.hostname)
 
     def start(self) -> "Guest":
         release = initramfs.kernel_release()
@@ -125,6 +136,9 @@ class Guest:
                                      stderr=subprocess.STDOUT)
         self.reader = threading.Thread(target=self._pump, daemon=True)
         self.reader.start()
+        if self.usb:
+            self.bench = usbhw.Bench(self.qmp_path, self.xfer, self.usb)
+            self.broker = usbhw.Broker(self.bench, self.xfer).start()
         # The bound holds even while nobody waits on the guest (fleet tests drive it).
         self.watchdog = threading.Timer(self.timeout, self._expire)
         self.watchdog.daemon = True
@@ -150,6 +164,8 @@ class Guest:
         assert self.proc is not None
         self.proc.wait()
         self.watchdog.cancel()
+        if self.broker is not None:
+            self.broker.stop()
         timed_out = self.expired
         self.reader.join(5)
         elapsed = time.monotonic() - self.started
