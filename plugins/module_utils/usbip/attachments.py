@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
-import os
 import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, FrozenSet, Iterator, List, Optional, Tuple
@@ -34,7 +31,7 @@ from . import validate
 from .device import PortStatus, UsbDevice
 from .errors import InvalidArgument, UsbipError
 from .sysfs.errors import DeviceNotFound
-from .sysfs.fs import Change, Sysfs
+from .sysfs.fs import Change, LockUnavailable, Sysfs
 from .sysfs.vhci import ImportedDevice, Record, VhciDriver
 
 if TYPE_CHECKING:
@@ -150,60 +147,19 @@ def attach_lock(sysfs: Optional[Sysfs] = None, wait: float = LOCK_WAIT) -> Itera
     ``wait`` seconds is an error, not a hang.
     """
     sysfs = sysfs or Sysfs()
-    if sysfs.dry_run:
-        yield False
-        return
-    path = sysfs.real(ATTACH_LOCK)
-    deadline = time.monotonic() + wait
-    while True:
-        fd = _open_lock(path)
-        if fd is None:
-            yield False
-            return
+    with contextlib.ExitStack() as held:
         try:
-            if _flock(fd, path, deadline, wait):
-                break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)  # the file was replaced while we waited for it: lock the one that is there now
-    try:
-        yield True
-    finally:
-        os.close(fd)
+            # /run/usbip is 0755 whatever the umask: others read their state there.
+            locked = held.enter_context(sysfs.flock(
+                ATTACH_LOCK, wait, "another attach",
+                "usbip-attachd or usbip_attach is attaching; 'fuser %s' shows the holder" % ATTACH_LOCK,
+                poll=_LOCK_POLL, directory_mode=0o755))
+        except LockUnavailable as err:
+            import logging  # noqa: PLC0415 - see the module docstring
 
-
-def _open_lock(path: str) -> Optional[int]:
-    directory = os.path.dirname(path)
-    try:
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755, exist_ok=True)
-            os.chmod(directory, 0o755)  # whatever the umask (a unit's may be 0077): others read their state there
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        import logging  # noqa: PLC0415 - see the module docstring
-
-        logging.getLogger(__name__).debug("attaching without the attach lock: cannot open %s: %s", path, err.strerror)
-        return None
-
-
-def _flock(fd: int, path: str, deadline: float, wait: float) -> bool:
-    """Lock ``fd`` by ``deadline``; False when ``path`` no longer names the file locked (try again)."""
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError as err:
-            if err.errno not in (errno.EAGAIN, errno.EACCES):
-                raise UsbipError("cannot lock %s: %s" % (path, err.strerror)) from None
-        if time.monotonic() >= deadline:
-            raise UsbipError("another attach has held %s for %.0f s" % (path, wait),
-                             hint="usbip-attachd or usbip_attach is attaching; 'fuser %s' shows the holder" % path)
-        time.sleep(_LOCK_POLL)
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except OSError:
-        return False
+            logging.getLogger(__name__).debug("attaching without the attach lock: %s", err)
+            locked = False
+        yield locked
 
 
 def find(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None,

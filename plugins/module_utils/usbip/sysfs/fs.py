@@ -13,16 +13,28 @@ through a :class:`Sysfs` instance, for three reasons:
   Ansible modules implement check mode without a second code path.
 
 Paths are always written as the kernel names them (``/sys/bus/usb/...``).
+
+The host-wide locks that keep attaches apart (vhci's port choice, the attach
+lock ``usbip-attachd`` and ``usbip_attach`` share) are files under ``/run``
+too, taken through :meth:`Sysfs.flock`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import os
-from typing import Callable, List, Optional, Union
+import time
+from typing import Callable, Iterator, List, Optional, Union
 
 from ..errors import UsbipError
 from .errors import SysfsError
+
+
+class LockUnavailable(SysfsError):
+    """A lock file, or its directory, cannot be made or opened (not root): a caller may go on without it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +126,56 @@ class Sysfs:
         except OSError:
             return None
 
+    # -- locks ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def flock(self, path: str, wait: float, holders: str, hint: str, poll: float = 0.02,
+              directory_mode: int = 0o700) -> Iterator[bool]:
+        """Hold an exclusive ``flock`` on the file ``path``; yields True, or False in a dry run (no lock).
+
+        The file is made (0600) if missing, and its directory with
+        ``directory_mode`` whatever the umask; either failing raises
+        :class:`LockUnavailable`. The lock is polled for, so that a holder that
+        keeps it past ``wait`` seconds is an error naming ``holders`` (who
+        else takes this lock) and ``hint``, not a hang. A file replaced while
+        we waited (its directory cleaned up under its holder) is let go and
+        the one there now is locked: the one every later holder locks.
+        """
+        if self.dry_run:
+            yield False
+            return
+        real = self.real(path)
+        deadline = time.monotonic() + wait
+        while True:
+            fd = self._open_lock(path, real, directory_mode)
+            try:
+                if _flock_by(fd, deadline, poll):
+                    same = _names(real, fd)
+                else:
+                    raise UsbipError("%s has held %s for %.0f s" % (holders, path, wait), hint=hint)
+            except OSError as err:
+                os.close(fd)
+                raise SysfsError("lock", path, err) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                break
+            os.close(fd)
+        try:
+            yield True
+        finally:
+            os.close(fd)
+
+    def _open_lock(self, path: str, real: str, directory_mode: int) -> int:
+        directory = os.path.dirname(real)
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, directory_mode, exist_ok=True)
+                os.chmod(directory, directory_mode)  # a unit's umask may be 0077
+            return os.open(real, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise LockUnavailable("open lock file", path, err) from None
+
     # -- changes -------------------------------------------------------------
     def _change(self, change: Change) -> bool:
         """Journal a change; True when it must really be carried out."""
@@ -203,3 +265,26 @@ class Sysfs:
             call(*args)
         except OSError as err:
             raise SysfsError(doing, change.path, err) from None
+
+
+def _flock_by(fd: int, deadline: float, poll: float) -> bool:
+    """Lock ``fd`` exclusively, polling until ``deadline``; False when another holder kept it that long."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+def _names(path: str, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)

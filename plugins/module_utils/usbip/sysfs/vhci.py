@@ -17,14 +17,11 @@ device comes from.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
-import fcntl
-import os
 import re
 import time
-from typing import Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import ContextManager, List, Optional, Sequence, Set, Tuple, Union
 
 from .. import validate
 from ..device import PortStatus, Speed
@@ -290,32 +287,10 @@ class VhciDriver:
                 raise
         return True
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> ContextManager[bool]:
         """Hold the host-wide attach lock (none in dry-run: nothing can race a journal)."""
-        if self.sysfs.dry_run:
-            yield
-            return
-        try:
-            os.makedirs(self.sysfs.real(RECORDS), mode=0o700, exist_ok=True)
-            fd = os.open(self.sysfs.real(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as err:
-            raise SysfsError("open lock file", LOCK_FILE, err) from None
-        try:
-            deadline = time.monotonic() + self.timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise UsbipError("another usbip attach or detach has held %s for %.0f s" % (
-                            LOCK_FILE, self.timeout), hint="retry later; 'fuser %s' shows the holder" % LOCK_FILE,
-                        ) from None
-                    time.sleep(_LOCK_POLL)
-            yield
-        finally:
-            os.close(fd)
+        return self.sysfs.flock(LOCK_FILE, self.timeout, "another usbip attach or detach",
+                                "retry later; 'fuser %s' shows the holder" % LOCK_FILE, poll=_LOCK_POLL)
 
 
 def _pick_port(ports: Sequence[VhciPort], speed: Speed, busy: Set[int]) -> int:
