@@ -285,6 +285,16 @@ def test_every_function_type_with_attributes_has_a_module():
     assert all(module.startswith("usb_f_") for module in gadget.FUNCTION_MODULES.values())
 
 
+def test_a_function_module_is_the_table_s_and_nothing_is_guessed():
+    """The table is the only source: a type outside it is refused, not guessed as usb_f_<type> (which checked
+    specs never asked for, and which would only have failed at the load)."""
+    for kind, name in gadget.FUNCTION_MODULES.items():
+        module = gadget.function_module(kind)
+        assert (module.name, module.probes, module.alias) == (name, ("/sys/module/" + name,), "usbfunc:" + kind)
+    with pytest.raises(InvalidArgument, match=r"unknown function type 'foo' \(known: acm, ecm, "):
+        gadget.function_module("foo")
+
+
 def test_bool_attributes_accept_0_and_1(fake, image):
     spec = gvudc(image, functions=(GadgetFunction("mass_storage.0", {"lun.0/file": image, "lun.0/ro": "1"}),))
     changes = GadgetDriver(fake.sysfs()).ensure(spec, None)

@@ -101,8 +101,15 @@ KERNEL_MODULE = KernelModule("libcomposite", (GADGETS, "/sys/module/libcomposite
 
 
 def function_module(kind: str) -> KernelModule:
-    """A function type's module, loaded through the alias configfs itself would request."""
-    name = FUNCTION_MODULES.get(kind, "usb_f_" + kind)
+    """A function type's module, loaded through the alias configfs itself would request.
+
+    Only the types of :data:`FUNCTION_MODULES` have one: a spec's functions
+    are checked against that table (:func:`checked`) before their modules are
+    asked for, and a guessed ``usb_f_<type>`` would only fail later, at the load.
+    """
+    if kind not in FUNCTION_MODULES:
+        raise InvalidArgument("unknown function type %r (known: %s)" % (kind, ", ".join(sorted(FUNCTION_MODULES))))
+    name = FUNCTION_MODULES[kind]
     return KernelModule(name, ("/sys/module/" + name,), alias="usbfunc:" + kind)
 
 
