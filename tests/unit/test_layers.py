@@ -26,10 +26,11 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     "validate": frozenset({"errors"}),
     "protocol": frozenset({"errors", "device"}),
     "sysfs": frozenset({"errors", "device", "validate"}),
-    "net": frozenset({"protocol", "errors", "device", "validate"}),
+    "throttle": frozenset(),
+    "net": frozenset({"protocol", "errors", "device", "validate", "throttle"}),
     "matching": frozenset({"sysfs", "device", "errors"}),
     "attachments": frozenset({"net", "sysfs", "matching", "validate", "errors", "device", "protocol"}),
-    "daemon": frozenset({"sysfs", "protocol", "matching", "validate", "errors", "device"}),
+    "daemon": frozenset({"sysfs", "protocol", "matching", "validate", "errors", "device", "throttle"}),
     "config": frozenset({"daemon", "matching", "protocol", "validate", "errors"}),
     "cli": frozenset({"config", "net", "sysfs", "daemon", "attachments", "matching", "protocol", "validate",
                       "errors", "device", "__init__"}),
@@ -105,7 +106,7 @@ def test_the_checker_sees_a_forbidden_import(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "STACK", fake)
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     assert _violations() == ["usbip/net/leak.py:1: net/ may not import sysfs.vhci "
-                             "(allowed: device, errors, protocol, validate)"]
+                             "(allowed: device, errors, protocol, throttle, validate)"]
 
 
 def test_no_module_of_the_stack_shadows_the_standard_library():

@@ -337,7 +337,7 @@ def test_the_end_of_the_stream_is_told_apart_from_an_empty_message(pair):
 def test_refusals_are_logged_at_a_bounded_rate(pair, caplog):
     caplog.set_level(logging.WARNING, logger="usbipd")
     clock = [0.0]
-    pair.dispatcher.limit.clock = lambda: clock[0]
+    pair.dispatcher.throttle.clock = lambda: clock[0]
     for _round in range(50):
         pair.exchange(b"NONSENSE")
     assert len(caplog.records) == 5

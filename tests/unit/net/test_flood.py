@@ -38,9 +38,10 @@ from tests.fuzz import FAKE_TREES, MODULE_UTILS
 from tests.fuzz.server import receive_all
 from usbip.errors import UsbipError
 from usbip.net import limits
-from usbip.net.limits import LogThrottle, descriptors_needed, ensure_descriptors
+from usbip.net.limits import descriptors_needed, ensure_descriptors
 from usbip.net.server import ServerOptions
 from usbip.protocol import DevlistRequest, decode_reply
+from usbip.throttle import LogThrottle
 
 ALLOWED = "127.0.0.2"
 REFUSED = "127.0.0.1"
@@ -280,6 +281,19 @@ def test_the_summary_comes_when_the_interval_ends(caplog):
     assert [delay for delay, _callback in scheduled] == [10.0]
     scheduled[0][1]()
     assert _messages(caplog) == ["INFO bad request", "INFO 2 more bad requests from ::1: closed"]
+
+
+def test_a_burst_logs_the_first_few_of_a_kind_then_counts(caplog):
+    """The channel's refusals use the same class with a burst of five lines per interval."""
+    caplog.set_level(logging.DEBUG, logger="throttle-test")
+    clock = Clock()
+    throttle = LogThrottle(logging.getLogger("throttle-test"), interval=10.0, burst=5, clock=clock)
+    logged = [throttle.event("refused requests", logging.WARNING, "refused %d", n) for n in range(50)]
+    assert logged == [True] * 5 + [False] * 45
+    clock.now += 10.0
+    assert throttle.event("refused requests", logging.WARNING, "refused again")
+    assert _messages(caplog) == ["WARNING refused %d" % n for n in range(5)] + [
+        "WARNING 45 more refused requests", "WARNING refused again"]
 
 
 # -- floods of refused connections ---------------------------------------------------------------

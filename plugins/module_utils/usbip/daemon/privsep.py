@@ -45,6 +45,7 @@ from .. import validate
 from ..device import DeviceStatus, UsbDevice
 from ..errors import InvalidArgument, UsbipError
 from ..sysfs.errors import DeviceBusy, DeviceError, DeviceNotFound, NotExportable
+from ..throttle import LogThrottle
 
 log = logging.getLogger("usbipd")
 
@@ -170,32 +171,6 @@ def _clip(word: str, most: int = 32) -> str:
 
 
 # -- the monitor's end --------------------------------------------------------------------------
-class _RateLimit:
-    """At most ``burst`` log lines per ``period`` seconds; then one line counts what was left out.
-
-    A network process that was taken over could otherwise fill the journal
-    with refused requests.
-    """
-
-    def __init__(self, period: float = 10.0, burst: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
-        self.period, self.burst, self.clock = period, burst, clock
-        self.started = -period
-        self.logged = 0
-        self.suppressed = 0
-
-    def warning(self, message: str, *args: object, **kwargs: object) -> None:
-        now = self.clock()
-        if now - self.started >= self.period:
-            if self.suppressed:
-                log.warning("%d more refused requests on the channel were not logged", self.suppressed)
-            self.started, self.logged, self.suppressed = now, 0, 0
-        if self.logged < self.burst:
-            self.logged += 1
-            log.warning(message, *args, **kwargs)
-        else:
-            self.suppressed += 1
-
-
 class Dispatcher:
     """The monitor's end of one network process's channel: check each request again, carry it out, reply.
 
@@ -211,7 +186,8 @@ class Dispatcher:
         self.modes = frozenset(modes)
         self.apply_rules = apply_rules
         self.on_ready = on_ready
-        self.limit = _RateLimit(clock=clock)
+        #: Refusals are logged five at most every ten seconds: a taken-over network process must not fill the journal.
+        self.throttle = LogThrottle(log, interval=10.0, burst=5, clock=clock)
         self.stats = {"handled": 0, "refused": 0, "exported": 0}
 
     def receive(self, sock: socket.socket) -> bool:
@@ -251,11 +227,13 @@ class Dispatcher:
             return self.carry_out(request, fds)
         except Refused as why:
             self.stats["refused"] += 1
-            self.limit.warning("refused a request from the network process: %s", why)
+            self.throttle.event("refused requests on the channel were not logged", logging.WARNING,
+                                "refused a request from the network process: %s", why)
             return encode_reply(Refused(str(why)), kind="invalid")
         except Exception as err:  # the monitor must outlive any one message
             self.stats["refused"] += 1
-            self.limit.warning("internal error serving the network process: %s", err, exc_info=True)
+            self.throttle.event("internal errors serving the network process were not logged", logging.WARNING,
+                                "internal error serving the network process: %s", err, exc_info=True)
             return encode_reply(UsbipError("internal error"), kind="failed")
 
     def carry_out(self, request: Request, fds: Sequence[int]) -> bytes:

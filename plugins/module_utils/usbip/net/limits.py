@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the server needs to stay up under a flood: descriptors, and a log that cannot flood.
+"""What the server needs to stay up under a flood: descriptors.
 
 Descriptors: every connection the server holds is a descriptor, and so is
 every one it accepts only to refuse. A process that runs out fails in
@@ -8,17 +8,14 @@ every one it accepts only to refuse. A process that runs out fails in
 and the soft limit raised, before the first socket is bound, and a limit that
 cannot hold ``max_connections`` is a start error naming both.
 
-Log lines: one line per refused connection lets whoever can open connections
-write the log. :class:`LogThrottle` logs the first event of each kind per
-client network in an interval and counts the others into one summary line.
+(The log, the other thing a flood could fill, is throttled by
+:class:`usbip.throttle.LogThrottle`.)
 """
 
 from __future__ import annotations
 
-import logging
 import resource
-import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Optional
 
 from ..errors import UsbipError
 
@@ -85,72 +82,3 @@ def _too_low(limit: int, needed: int, max_connections: Optional[int]) -> str:
         return "the descriptor limit (%d) is below what the server needs (%d): raise LimitNOFILE" % (limit, needed)
     return ("the descriptor limit (%d) is below what max_connections %d needs (%d): raise LimitNOFILE or lower"
             " max_connections" % (limit, max_connections, needed))
-
-
-class LogThrottle:
-    """At most one line per kind of event and client network in each interval; the rest counted.
-
-    An event is named by its ``summary`` (``"connections from 10.0.0.7
-    refused: not in the allowed client networks"``): the first in an interval
-    is logged in full, later ones are counted, and when the interval ends
-    :meth:`flush` logs ``"<n> more <summary>"`` once. At most ``capacity``
-    summaries are kept; events past that are counted together and reported
-    as events about other clients, so memory stays bounded whoever connects.
-
-    ``schedule(delay, callback)`` (the event loop's ``call_later``) makes the
-    summary come when the interval ends; without it, it comes with the next
-    event after the interval, or at :meth:`flush`.
-    """
-
-    def __init__(self, log: logging.Logger, interval: float = 10.0, capacity: int = 256,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.log = log
-        self.interval = interval
-        self.capacity = capacity
-        self.clock = clock
-        self.schedule: Optional[Callable[[float, Callable[[], None]], Any]] = None
-        #: summary -> [events not logged, level]
-        self._counts: Dict[str, List[int]] = {}
-        self._others = 0
-        self._others_level = logging.INFO
-        self._ends: Optional[float] = None
-        self._timer: Any = None
-
-    def event(self, summary: str, level: int, message: str, *args: Any) -> bool:
-        """One event; ``message % args`` is logged if it is the first of ``summary`` in the interval.
-
-        Returns whether it was logged.
-        """
-        now = self.clock()
-        if self._ends is not None and now >= self._ends:
-            self.flush()
-        counted = self._counts.get(summary)
-        if counted is not None:
-            counted[0] += 1
-            return False
-        if len(self._counts) >= self.capacity:
-            self._others += 1
-            self._others_level = max(self._others_level, level)
-            return False
-        self._counts[summary] = [0, level]
-        if self._ends is None:
-            self._ends = now + self.interval
-            if self.schedule is not None:
-                self._timer = self.schedule(self.interval, self.flush)
-        self.log.log(level, message, *args)
-        return True
-
-    def flush(self) -> None:
-        """Log the summaries of the interval and start afresh."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        counts, others, interval = self._counts, self._others, self.interval
-        self._counts, self._others, self._ends = {}, 0, None
-        for summary, (count, level) in counts.items():
-            if count:
-                self.log.log(level, "%d more %s", count, summary)
-        if others:
-            self.log.log(self._others_level, "%d more events about other clients not logged (over %d kinds in"
-                         " %.0f s)", others, self.capacity, interval)
-            self._others_level = logging.INFO

@@ -13,7 +13,7 @@ Nor can a flood of connections: the descriptor limit is checked against
 ``max_connections`` before binding, asyncio accepts a bounded number of
 connections per pass of the loop, and refusals, timeouts and bad requests
 are logged once per client network and interval, the rest counted
-(:mod:`usbip.net.limits`).
+(:mod:`usbip.net.limits`, :mod:`usbip.throttle`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from ..protocol import (
     RequestReader,
     Status,
 )
-from .limits import ACCEPTS_PER_PASS, LogThrottle, descriptors_needed, ensure_descriptors
+from ..throttle import LogThrottle
+from .limits import ACCEPTS_PER_PASS, descriptors_needed, ensure_descriptors
 from .sockets import tune
 from .tls import TlsError
 
@@ -70,7 +71,7 @@ class ServerOptions:
     client_prefix_ipv4: int = 32
     client_prefix_ipv6: int = 64
     #: Seconds over which further refusals, timeouts and bad requests of one client network are
-    #: counted into one line (see :class:`usbip.net.limits.LogThrottle`).
+    #: counted into one line (see :class:`usbip.throttle.LogThrottle`).
     log_interval: float = 10.0
     ipv4: bool = True
     ipv6: bool = True
