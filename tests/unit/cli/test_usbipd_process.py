@@ -492,3 +492,24 @@ def test_the_live_monitor_refuses_hostile_messages_and_keeps_serving(daemons):
     assert daemon.stop() == 0
     assert daemon.log().count("refused a request from the network process") == 5  # the rate limit's burst
     assert "more refused requests" not in daemon.log()
+
+
+@as_root
+def test_a_message_the_network_process_did_not_ask_for_breaks_the_channel_and_restarts_the_service(daemons):
+    """Replies carry no sequence number: a stray one (as a late reply would be) is never taken as an answer."""
+    daemon = daemons()
+    monitor, network = daemon.proc.pid, daemon.network_pid()
+    try:
+        monitors_end = _channel_of(monitor)
+    except (OSError, AttributeError) as err:
+        pytest.skip("pidfd_getfd unavailable: %s" % err)
+    try:
+        monitors_end.send(b"ERR busy a late reply")
+    finally:
+        monitors_end.close()
+    assert daemon.proc.wait(10) == 1  # the network process stopped, so the monitor fails: systemd restarts both
+    assert not running(network)
+    log = daemon.log()
+    assert log.count("the channel to the monitor is broken") == 1, log
+    assert "unexpected message from the privileged process between requests" in log
+    assert "Traceback" not in log

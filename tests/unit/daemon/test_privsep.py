@@ -456,10 +456,67 @@ def test_a_silent_monitor_times_out_and_its_late_reply_answers_nothing(pair, des
     pair.driver.refuse = None
     served = Served(pair)
     try:
-        channel.call("RULES")  # not answered by the late ERR
-        assert pair.rules == 1 and channel.late == 0
+        with pytest.raises(ChannelError, match="did not answer EXPORT"):  # broken for good, not answered by it
+            channel.call("RULES")
+        assert pair.rules == 0 and channel.check() is False
     finally:
         served.close()
+
+
+class SlowFirst(Served):
+    """A monitor that answers its first request only after ``delay`` seconds, then at once."""
+
+    def __init__(self, pair: Pair, delay: float) -> None:
+        self.delay = delay
+        self.answered = 0
+        super().__init__(pair)
+
+    def _run(self) -> None:
+        import select
+
+        while not self.stop.is_set():
+            if select.select([self.pair.theirs], [], [], 0.05)[0]:
+                if self.answered == 0:
+                    time.sleep(self.delay)
+                self.answered += 1
+                if not self.pair.dispatcher.receive(self.pair.theirs):
+                    return
+
+
+def test_a_reply_that_comes_after_the_next_request_is_sent_never_answers_it(pair, descriptors):
+    """The late reply arrives while the next call waits: only a broken channel keeps it from answering RULES."""
+    pair.driver.refuse = DeviceBusy("device 17-1 is already exported")  # what the late reply says
+    broken = []
+    channel = Channel(pair.ours, timeout=0.2, on_broken=broken.append)
+    served = SlowFirst(pair, delay=0.3)
+    try:
+        with pytest.raises(ChannelError, match="did not answer EXPORT within 0.2 s"):
+            channel.call("EXPORT", "17-1", fd=descriptors.make("tcp"))
+        with pytest.raises(ChannelError, match="did not answer EXPORT within 0.2 s"):
+            channel.call("RULES")  # not sent: the ERR busy of the EXPORT cannot be taken as its answer
+        time.sleep(0.4)
+        assert pair.rules == 0 and served.answered == 1
+        assert broken == ["the privileged process did not answer EXPORT within 0.2 s"]  # told once
+        assert channel.check() is False
+    finally:
+        served.close()
+
+
+def test_a_message_between_requests_or_a_malformed_reply_breaks_the_channel(pair):
+    channel = Channel(pair.ours, timeout=1)
+    pair.theirs.send(b"OK")  # nothing was asked
+    assert channel.check() is False and channel.broken == \
+        "unexpected message from the privileged process between requests"
+    other = Pair()
+    try:
+        channel = Channel(other.ours, timeout=1)
+        threading.Timer(0.05, lambda: other.theirs.send(b"ERR nonsense x")).start()
+        with pytest.raises(ChannelError, match="unknown kind"):
+            channel.call("RULES")
+        with pytest.raises(ChannelError, match="unknown kind"):
+            channel.call("RULES")
+    finally:
+        other.close()
 
 
 def test_a_gone_monitor_is_a_channel_error_and_is_seen_between_calls(pair):

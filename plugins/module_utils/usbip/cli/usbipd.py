@@ -331,7 +331,7 @@ def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: O
         log.error("%s", describe(err))
         _tell_starter(starter[0], err)
         return EXIT_FAILURE
-    return EXIT_OK
+    return EXIT_FAILURE if channel.broken is not None else EXIT_OK
 
 
 async def _serve_network(server, channel, driver, rules, send_rules, starter: List[Optional[int]]) -> None:
@@ -345,14 +345,15 @@ async def _serve_network(server, channel, driver, rules, send_rules, starter: Li
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    def monitor_gone() -> None:
-        if not channel.check():
-            log.error("the monitor process is gone: stopping")
-            loop.remove_reader(channel.fileno())
-            stop.set()
+    def broken(why: str) -> None:
+        # Replies carry no sequence number: after a timeout or a stray message, none could be trusted again.
+        log.error("the channel to the monitor is broken (%s): stopping", why)
+        loop.remove_reader(channel.fileno())
+        stop.set()
 
     channel.call(READY)
-    loop.add_reader(channel.fileno(), monitor_gone)
+    channel.on_broken = broken
+    loop.add_reader(channel.fileno(), channel.check)
     if starter[0] is not None:
         os.close(starter[0])
         starter[0] = None

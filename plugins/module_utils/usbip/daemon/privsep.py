@@ -14,6 +14,15 @@ again where it is carried out (operation, arity, busid and the mode that
 serves it, the kind of descriptor passed). Anything else is answered
 ``ERR invalid <why>``, its descriptors are closed and nothing changes.
 
+Replies carry no sequence number: the two ends stay in step because each
+request waits for its reply. A request that is not answered within
+:data:`CALL_TIMEOUT` (or a reply nobody asked for, or a malformed one)
+breaks the channel for good instead of being skipped, since a late reply
+would otherwise be read as the answer to the next request. The network
+process then stops with one log line, the monitor exits with a failure
+status when it sees it go, and the service manager restarts the service
+(exports live in the kernel and stay).
+
 The module has three parts:
 
 * the codec, without I/O: :func:`encode_request`, :func:`parse_request`,
@@ -334,16 +343,30 @@ class Channel:
     """The network process's end: one request at a time, its reply awaited at most ``timeout`` seconds.
 
     The event loop is single-threaded and each call blocks it briefly (an
-    export is one sysfs write in the monitor), so requests never overlap. A
-    reply that comes after its call timed out is dropped before the next
-    request, so replies never answer the wrong request.
+    export is one sysfs write in the monitor), so requests never overlap.
+
+    Replies carry no sequence number, so a reply can only be matched to its
+    request while the two processes are in step. A call that times out
+    breaks that: the monitor may still answer it later, and that late reply
+    would read as the answer to the next request. So a timeout (like the end
+    of the stream, a failed send or a malformed reply) breaks the channel for
+    good: every later call raises :class:`ChannelError` without sending,
+    :meth:`check` returns False, and ``on_broken(why)`` is called once. The
+    network process then stops; the monitor sees it exit and exits with a
+    failure status, and the service manager restarts both.
     """
 
-    def __init__(self, sock: socket.socket, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(self, sock: socket.socket, timeout: float = CALL_TIMEOUT,
+                 on_broken: Optional[Callable[[str], object]] = None) -> None:
         self.sock = sock
         self.timeout = timeout
-        self.late = 0
-        self.gone = False
+        self.on_broken = on_broken
+        #: Why the channel is broken (None while it works).
+        self.broken: Optional[str] = None
+
+    @property
+    def gone(self) -> bool:
+        return self.broken is not None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -351,53 +374,50 @@ class Channel:
     def call(self, op: str, *args: str, fd: Optional[int] = None) -> None:
         """Send one request and wait for its reply; an ``ERR`` reply is raised as its error class."""
         data = encode_request(op, *args)
-        self._drop_late_replies()
+        if self.broken is not None:
+            raise ChannelError(self.broken)
         try:
             if fd is None:
                 self.sock.send(data)
             else:
                 self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
         except OSError as err:
-            self.gone = True
-            raise ChannelError("the privileged process is gone (%s)" % (err.strerror or err)) from None
+            raise self._break("the privileged process is gone (%s)" % (err.strerror or err)) from None
         reply = self._receive(self.timeout)
         if reply is None:
-            self.late += 1
-            raise ChannelError("the privileged process did not answer %s within %g s" % (op, self.timeout))
-        error = parse_reply(reply)
+            raise self._break("the privileged process did not answer %s within %g s" % (op, self.timeout))
+        try:
+            error = parse_reply(reply)
+        except ChannelError as err:
+            raise self._break(str(err)) from None
         if error is not None:
             raise error
 
     def check(self) -> bool:
-        """Called when the socket is readable between calls: False if the monitor is gone.
+        """Called when the socket is readable between calls: False if the channel is broken or the monitor gone.
 
-        Between calls the only thing that may arrive is a late reply (dropped)
-        or the end of the stream.
+        Between calls nothing may arrive but the end of the stream: any
+        message there is out of step, and breaks the channel too.
         """
-        if self.late:
-            try:
-                self._drop_late_replies()
-            except ChannelError:
-                return False
-            return not self.gone
+        if self.broken is not None:
+            return False
         try:
-            data = self.sock.recv(MAX_MESSAGE + 1, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+            data = self.sock.recv(MAX_MESSAGE + 1, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:
             data = b""
-        if not data:
-            self.gone = True
-            return False
-        self.sock.recv(MAX_MESSAGE + 1, socket.MSG_DONTWAIT)
-        log.warning("unexpected message from the privileged process: dropped")
-        return True
+        self._break("the privileged process is gone" if not data else
+                    "unexpected message from the privileged process between requests")
+        return False
 
-    def _drop_late_replies(self) -> None:
-        while self.late:
-            if self._receive(0) is None:
-                return
-            self.late -= 1
+    def _break(self, why: str) -> ChannelError:
+        """Mark the channel broken (the first reason stays), tell ``on_broken`` once; the error to raise."""
+        if self.broken is None:
+            self.broken = why
+            if self.on_broken is not None:
+                self.on_broken(why)
+        return ChannelError(why)
 
     def _receive(self, timeout: float) -> Optional[bytes]:
         """The next message, None if none came in ``timeout`` seconds; ChannelError at the end of the stream."""
@@ -413,8 +433,7 @@ class Channel:
                 except OSError:
                     data = b""
                 if not data:
-                    self.gone = True
-                    raise ChannelError("the privileged process is gone")
+                    raise self._break("the privileged process is gone")
                 return data
             if time.monotonic() >= deadline:
                 return None
