@@ -8,13 +8,18 @@
 #   usbip/                               the layout before releases (a plain copy), migrated away
 # A wrapper opens the release directory that `current` names when it starts and keeps it open: a process's
 # /proc/<pid>/fd tells which release it started from, whatever `current` says now.
+# install, prune and remove hold an exclusive flock on PREFIX itself while they look and change: a prune run by one
+# role never sees the release another role's install has just made but not switched to yet, and removes it.
 #
 # install PREFIX VERSION [--unit UNIT[,UNIT]]... [--check]     stdin: JSON {"relative/path.py": "content", ...}
 #     The release of the bundle, made if missing (or repaired if its files differ), then `current`; for each unit,
-#     the release its main process started from and whether that is another one (`stale`: restart it).
+#     the release its main process started from and whether that is another one (`stale`: restart it). A `current`
+#     or `previous` that names a missing release (`dangling`) is repaired: `current` by the install itself, and
+#     `previous` never names a missing release afterwards.
 # prune PREFIX BIN_DIR [--wrapper NAME[,NAME]]... [--check]
 #     Removes the releases that are neither current, previous nor held by a running process, and the layout before
-#     releases once no process started by one of the wrappers still runs from it.
+#     releases once no process started by one of the wrappers still runs from it. While `current` names a missing
+#     release, it removes nothing (an install repairs that first).
 # wrappers BIN_DIR [--keep NAME[,NAME]]... [--check]
 #     Removes the collection's wrappers (their marker line) whose name is not kept.
 # remove PREFIX [--check]
@@ -22,6 +27,9 @@
 # rmdir PATH... [--check]
 #     Removes each directory that is empty, in order.
 # With --check nothing is written; the answer says what would be.
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -118,6 +126,39 @@ def link_target(path):
         return None
 
 
+def link_dangles(path):
+    """Whether ``path`` is a link whose target is not a directory (a release removed or not made yet)."""
+    return os.path.islink(path) and not os.path.isdir(path)
+
+
+def lock(prefix):
+    """An exclusive flock on the directory ``prefix`` (None when it does not exist): released when the script ends.
+
+    Only the role's scripts take it; a wrapper resolving `current` never waits.
+    """
+    try:
+        fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def exchange(old, new):
+    """Swap the directories ``old`` and ``new`` in one step (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(old), at_fdcwd, os.fsencode(new), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(error, os.strerror(error), old)
+
+
 def main_pid(unit):
     proc = subprocess.run(["systemctl", "show", "--property", "MainPID", "--value", unit],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, check=False)
@@ -189,17 +230,29 @@ def install(args):
     releases = os.path.join(prefix, "releases")
     target = os.path.join(releases, release)
     package = os.path.join(target, "usbip")
-    created = not os.path.isdir(target)
-    repaired = not created and tree_differs(package, bundle)
-    current = link_target(os.path.join(prefix, "current"))
-    if os.path.lexists(os.path.join(prefix, "current")) and not os.path.islink(os.path.join(prefix, "current")):
+    current_link, previous_link = os.path.join(prefix, "current"), os.path.join(prefix, "previous")
+    if os.path.lexists(current_link) and not os.path.islink(current_link):
         fail("%s/current is not a symbolic link: move it away" % prefix)
-    switched = current != release
     if not check:
         for directory in (prefix, releases):
             if not os.path.isdir(directory):
                 os.makedirs(directory)
                 os.chmod(directory, 0o755)
+    lock(prefix)
+    created = not os.path.isdir(target)
+    repaired = not created and tree_differs(package, bundle)
+    current, previous = link_target(current_link), link_target(previous_link)
+    # A link naming a missing release: an install or a repair cut short, a release removed by hand. A dangling
+    # `current` is pointed at this release (made below if missing) and never becomes `previous`; a dangling
+    # `previous` goes.
+    dangling = [name for name, path in (("current", current_link), ("previous", previous_link))
+                if link_dangles(path)]
+    switched = current != release
+    if switched and current is not None and "current" not in dangling:
+        previous = current
+    elif "previous" in dangling and previous != release:
+        previous = None
+    if not check:
         if created or repaired:
             # The release gets its name only once complete: a wrapper never starts from half a release.
             staging = os.path.join(releases, ".staging-%s.%d" % (release, os.getpid()))
@@ -208,7 +261,10 @@ def install(args):
             os.mkdir(staging)
             os.chmod(staging, 0o755)
             write_tree(os.path.join(staging, "usbip"), bundle)
-            if repaired:
+            if repaired and exchange(staging, target):
+                # The rebuilt copy takes the name in one step; the name never names nothing.
+                shutil.rmtree(staging, ignore_errors=True)
+            elif repaired:
                 stale = os.path.join(releases, ".stale-%s.%d" % (release, os.getpid()))
                 os.rename(target, stale)
                 os.rename(staging, target)
@@ -216,9 +272,11 @@ def install(args):
             else:
                 os.rename(staging, target)
         if switched:
-            if current is not None:
+            if previous is not None and previous == current:
                 relink(prefix, "previous", os.path.join("releases", current))
             relink(prefix, "current", os.path.join("releases", release))
+        if previous is None and os.path.islink(previous_link):
+            os.unlink(previous_link)
     known = release_dirs(prefix)
     running = {}
     for unit in units:
@@ -227,10 +285,9 @@ def install(args):
         running[unit] = {"pid": pid, "release": held[0] if held else None,
                          "stale": bool(pid) and release not in held}
     legacy = os.path.join(prefix, "usbip")
-    return {"changed": created or repaired or switched, "id": release, "version": version,
-            "path": target, "created": created, "repaired": repaired, "switched": switched,
-            "previous": current if switched else link_target(os.path.join(prefix, "previous")),
-            "legacy": os.path.isdir(legacy) and not os.path.islink(legacy),
+    return {"changed": created or repaired or switched or bool(dangling), "id": release, "version": version,
+            "path": target, "created": created, "repaired": repaired, "switched": switched, "previous": previous,
+            "dangling": dangling, "legacy": os.path.isdir(legacy) and not os.path.islink(legacy),
             "running": running}
 
 
@@ -238,8 +295,12 @@ def prune(args):
     (prefix, bin_dir), wrappers, check = unpack(args, 2, ["wrapper"])
     wrapper_paths = {os.path.join(bin_dir, name) for name in wrappers["wrapper"]}
     releases = os.path.join(prefix, "releases")
+    lock(prefix)
     known = release_dirs(prefix)
     links = {name: link_target(os.path.join(prefix, name)) for name in ("current", "previous")}
+    # What each link resolves to, whatever its spelling (relative, absolute, a trailing slash or a path below the
+    # release): a release a link leads into is kept even when its name is not the link's last component.
+    resolved = {name: os.path.realpath(os.path.join(prefix, name)) for name in links if links[name] is not None}
     in_use, legacy_users = set(), []
     for pid in processes():
         held = held_by(pid, known)
@@ -248,15 +309,20 @@ def prune(args):
         if not held and wrapper_paths.intersection(cmdline(pid)[1:3]):
             legacy_users.append(int(pid))
     removed, kept = [], {}
+    # `current` naming a missing release (an install cut short): nothing goes until an install has repaired it.
+    broken = link_dangles(os.path.join(prefix, "current"))
     for name in sorted(set(known.values())):
-        reasons = [link for link, target in sorted(links.items()) if target == name]
-        if reasons or name in in_use:
-            kept[name] = " and ".join(reasons or ["in use"])
+        path = os.path.realpath(os.path.join(releases, name))
+        reasons = [link for link, target in sorted(links.items())
+                   if target == name or link in resolved
+                   and (resolved[link] == path or resolved[link].startswith(path + os.sep))]
+        if reasons or name in in_use or broken:
+            kept[name] = " and ".join(reasons or ["in use" if name in in_use else "current is missing"])
             continue
         removed.append("releases/" + name)
         if not check:
             shutil.rmtree(os.path.join(releases, name))
-    if os.path.isdir(releases):
+    if os.path.isdir(releases) and not broken:
         for name in sorted(os.listdir(releases)):
             if name.startswith((".staging-", ".stale-")):
                 removed.append("releases/" + name)
@@ -266,6 +332,8 @@ def prune(args):
     if os.path.isdir(legacy) and not os.path.islink(legacy) and links["current"] is not None:
         if legacy_users:
             kept["usbip"] = "in use by pid %s" % ", ".join(str(pid) for pid in sorted(legacy_users))
+        elif broken:
+            kept["usbip"] = "current is missing"
         else:
             removed.append("usbip")
             if not check:
@@ -298,6 +366,7 @@ def wrappers(args):
 
 def remove(args):
     (prefix,), _unused, check = unpack(args, 1, [])
+    lock(prefix)
     removed = []
     for name in ("current", "previous"):
         path = os.path.join(prefix, name)

@@ -10,11 +10,13 @@ a fake ``systemctl`` reports their pid as the unit's MainPID.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -398,6 +400,134 @@ def test_prune_keeps_a_release_that_is_both_current_and_previous(target):
     target.install(bundle(2))
     target.install(bundle(2))
     assert target.prune() == {"changed": False, "removed": [], "kept": {only: "previous", other: "current"}}
+
+
+# -- links that name a missing release -------------------------------------------------------------
+def test_an_interrupted_repair_is_finished_by_the_next_install(target):
+    """A repair cut short between its two renames leaves `current` naming nothing: the next install rebuilds it."""
+    first = target.install(bundle())["id"]
+    releases = target.prefix / "releases"
+    (releases / first).rename(releases / (".stale-%s.77" % first))
+    (releases / (".staging-%s.77" % first) / "usbip").mkdir(parents=True)  # half written
+    assert not (target.prefix / "current").exists()
+
+    answer = target.install(bundle())
+    assert answer["dangling"] == ["current"] and answer["changed"] is True
+    assert answer["created"] is True and answer["switched"] is False
+    assert target.link("current") == "releases/" + first
+    package = releases / first / "usbip"
+    assert all((package / rel).read_text() == content for rel, content in bundle().items())
+    assert target.prune()["removed"] == ["releases/.staging-%s.77" % first, "releases/.stale-%s.77" % first]
+    assert target.install(bundle()) == dict(answer, changed=False, created=False, dangling=[])
+
+
+def test_a_dangling_current_never_becomes_previous(target):
+    first = target.install(bundle(1))["id"]
+    second = target.install(bundle(2))["id"]
+    (target.prefix / "releases" / second).rename(target.root / "gone")  # removed behind the role's back
+    answer = target.install(bundle(3))
+    third = answer["id"]
+    assert answer["dangling"] == ["current"] and answer["switched"] is True
+    assert answer["previous"] == first
+    assert target.link("current") == "releases/" + third and target.link("previous") == "releases/" + first
+    assert (target.prefix / "previous").is_dir()
+
+
+def test_a_dangling_previous_goes(target):
+    first = target.install(bundle(1))["id"]
+    second = target.install(bundle(2))["id"]
+    (target.prefix / "releases" / first).rename(target.root / "gone")
+    before = target.snapshot()
+    checked = target.install(bundle(2), "--check")
+    assert checked["changed"] is True and checked["dangling"] == ["previous"] and checked["previous"] is None
+    assert target.snapshot() == before
+    answer = target.install(bundle(2))
+    assert answer["id"] == second and answer["changed"] is True and answer["previous"] is None
+    assert target.link("previous") is None and target.link("current") == "releases/" + second
+    assert target.install(bundle(2))["changed"] is False
+
+
+def test_both_links_dangling_leave_current_on_the_new_release_and_no_previous(target):
+    first = target.install(bundle(1))["id"]
+    second = target.install(bundle(2))["id"]
+    for name in (first, second):
+        (target.prefix / "releases" / name).rename(target.root / name)
+    answer = target.install(bundle(3))
+    assert answer["dangling"] == ["current", "previous"] and answer["previous"] is None
+    assert target.link("current") == "releases/" + answer["id"] and target.link("previous") is None
+
+
+def test_prune_removes_nothing_while_current_names_a_missing_release(target):
+    legacy = target.prefix / "usbip"
+    unused = target.install(bundle(1))["id"]
+    previous = target.install(bundle(2))["id"]
+    current = target.install(bundle(3))["id"]
+    legacy.mkdir()  # the copy from before releases: the only stack left while current names nothing
+    (legacy / "version.py").write_text("REVISION = 0\n")
+    (target.prefix / "releases" / current).rename(target.root / "gone")
+    (target.prefix / "releases" / ".staging-x.1").mkdir()  # what an install cut short may have left to finish
+    before = target.snapshot()
+    answer = target.prune()
+    assert answer == {"changed": False, "removed": [],
+                      "kept": {unused: "current is missing", previous: "previous", "usbip": "current is missing"}}
+    assert target.snapshot() == before
+
+    target.install(bundle(3))
+    assert target.prune()["removed"] == ["releases/" + unused, "releases/.staging-x.1", "usbip"]
+
+
+@pytest.mark.parametrize("spelling", ["dot", "absolute-through-a-link"])
+def test_prune_keeps_what_a_link_leads_to_whatever_its_spelling(target, spelling):
+    pinned = target.install(bundle(1))["id"]
+    previous = target.install(bundle(2))["id"]
+    unnamed = target.install(bundle(3))["id"]
+    current = target.prefix / "current"
+    current.unlink()  # an operator pins the first release by hand
+    if spelling == "dot":
+        os.symlink("releases/%s/." % pinned, current)
+    else:
+        os.symlink(target.prefix / "releases" / pinned, target.root / "pinned")
+        os.symlink(target.root / "pinned", current)
+    answer = target.prune()
+    assert answer == {"changed": True, "removed": ["releases/" + unnamed],
+                      "kept": {pinned: "current", previous: "previous"}}
+    assert (target.prefix / "releases" / pinned / "usbip" / "version.py").is_file()
+
+
+def test_install_and_prune_wait_for_each_other(target):
+    """A prune never runs between an install's new release and its switch of `current`: both hold the prefix."""
+    target.install(bundle(1))
+    fd = os.open(target.prefix, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        env = {"LANG": "C.UTF-8", "PATH": "%s:/usr/bin:/bin" % target.tools, "FAKE_PIDS": str(target.pids)}
+        waiting = [subprocess.Popen([sys.executable, "-c", SCRIPT] + args, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, universal_newlines=True, env=env)
+                   for args in (["prune", str(target.prefix), str(target.bin_dir)],
+                                ["install", str(target.prefix), VERSION])]
+        waiting[1].stdin.write(json.dumps(bundle(2)))
+        waiting[1].stdin.close()
+        time.sleep(0.5)
+        assert [proc.poll() for proc in waiting] == [None, None], "a script went on while another held the prefix"
+        assert len(target.releases()) == 1
+    finally:
+        os.close(fd)
+    assert [proc.wait(timeout=30) for proc in waiting] == [0, 0]
+    assert len(target.releases()) == 2
+
+
+def test_a_repair_swaps_the_rebuilt_release_in_without_a_moment_of_absence(target, tmp_path):
+    first = target.install(bundle())["id"]
+    release = target.prefix / "releases" / first
+    (release / "usbip" / "version.py").write_text("REVISION = 666\n")
+    audit = tmp_path / "audit.log"
+    env = {"AUDIT_LOG": str(audit), "STACK_SCRIPT": str(REPO / "roles/usbip_common/files/stack.py")}
+    assert target.install(bundle(), text=AUDITED, env=env)["repaired"] is True
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert not [e for e in events if e[0] == "os.rename" and e[1] == str(release)], \
+        "the release was renamed away before its rebuilt copy took the name"
+    assert (release / "usbip" / "version.py").read_text() == "REVISION = 1\n"
+    assert target.releases() == [first]
 
 
 # -- migration from the layout before releases ----------------------------------------------------
