@@ -9,7 +9,10 @@
 # firewalld: rich rules in the zone, runtime and permanent, the accepts (priority -2) before the drop (priority -1).
 # An empty allow-list opens the ports to everyone. The rules added are recorded in the state file: a change of the
 # allow-list, the ports, the zone or the backend (none and nftables included) removes exactly those, and no rule of
-# anyone else is touched.
+# anyone else is touched. A rule the firewall already has when the role would add it is someone else's: it is neither
+# added (ufw would replace it with the role's, firewalld has it already) nor recorded, so never removed; a warning
+# names it. When the backend of the record is no longer installed or running, its rules cannot be removed: a warning
+# names them and the record is dropped.
 import ipaddress
 import json
 import os
@@ -66,18 +69,58 @@ def ufw_missing(rules):
     return missing
 
 
+def ufw_key(rule):
+    """What tells one ufw rule from another: all but the action and the comment, as `ufw show added` writes it.
+
+    ufw keeps one rule per key: an add whose key a rule already has replaces that rule (its action and comment).
+    """
+    fields = dict(zip(rule[1::2], rule[2::2]))
+    if fields["from"] == "any":
+        return "%s/%s" % (fields["port"], fields["proto"])
+    network = ipaddress.ip_network(fields["from"], strict=False)
+    source = network.network_address if network.prefixlen == network.max_prefixlen else network
+    return "from %s to any port %s proto %s" % (source, fields["port"], fields["proto"])
+
+
+def ufw_existing():
+    """{key: [(action, comment), ...]} of the rules ufw has, from `ufw show added`."""
+    existing = {}
+    for line in run(["ufw", "show", "added"]).stdout.splitlines():
+        if not line.startswith("ufw "):
+            continue
+        words, comment = line[len("ufw "):], ""
+        if words.endswith("'") and " comment '" in words:
+            words, comment = words[:-1].rsplit(" comment '", 1)
+        action, _sep, key = words.partition(" ")
+        existing.setdefault(key, []).append((action, comment))
+    return existing
+
+
 def ufw_apply(desired, recorded, check):
-    """Removes the recorded rules and adds the desired ones in order, when they differ or one is missing."""
-    if desired == recorded and not ufw_missing(desired):
-        return [], []
+    """Removes the recorded rules and adds the role's in order, when they differ or one is missing.
+
+    Returns the rules added, the rules removed, the role's rules (the new record) and the desired rules that ufw
+    already has as someone else's (left alone).
+    """
+    existing = ufw_existing() if desired else {}
+    ours, foreign = [], []
+    for rule in desired:
+        found = existing.get(ufw_key(rule), [])
+        if found and (rule not in recorded or found != [(rule[0], COMMENT)]):
+            foreign.append(rule)
+        else:
+            ours.append(rule)
+    if ours == recorded and not ufw_missing(ours):
+        return [], [], ours, foreign
     if not check:
-        for rule in recorded + [rule for rule in desired if rule not in recorded]:
+        # Only the recorded rules go: a delete that carries the role's comment never takes someone else's.
+        for rule in recorded:
             proc = run(["ufw", "delete"] + rule, ok=(0, 1))
             if proc.returncode and "non-existent" not in proc.stdout:
                 raise Failure("ufw delete %s: %s" % (" ".join(rule), proc.stdout.strip()))
-        for rule in desired:
+        for rule in ours:
             run(["ufw"] + rule)
-    return list(desired), [rule for rule in recorded if rule not in desired]
+    return list(ours), [rule for rule in recorded if rule not in ours], ours, foreign
 
 
 def firewalld_base(zone, permanent):
@@ -90,32 +133,58 @@ def firewalld_has(rule, zone, permanent):
 
 
 def firewalld_apply(desired, recorded, zone, recorded_zone, check):
+    """Removes the recorded rules no longer desired and adds the role's that are missing, at runtime and for good.
+
+    Returns the rules added, the rules removed, the role's rules (the new record) and the desired rules that
+    firewalld had before the role added them (someone else's: left alone).
+    """
+    same_zone = zone == recorded_zone
+    foreign = [rule for rule in desired if not (same_zone and rule in recorded)
+               and (firewalld_has(rule, zone, False) or firewalld_has(rule, zone, True))]
+    ours = [rule for rule in desired if rule not in foreign]
     added, removed = [], []
     for permanent in (False, True):
         for rule in recorded:
-            if (rule in desired and zone == recorded_zone) or not firewalld_has(rule, recorded_zone, permanent):
+            if (rule in ours and same_zone) or not firewalld_has(rule, recorded_zone, permanent):
                 continue
             if rule not in removed:
                 removed.append(rule)
             if not check:
                 run(firewalld_base(recorded_zone, permanent) + ["--remove-%s=%s" % tuple(rule)])
-        for rule in desired:
+        for rule in ours:
             if firewalld_has(rule, zone, permanent):
                 continue
             if rule not in added:
                 added.append(rule)
             if not check:
                 run(firewalld_base(zone, permanent) + ["--add-%s=%s" % tuple(rule)])
-    return added, removed
+    return added, removed, ours, foreign
 
 
-def remove_recorded(recorded, check):
+def unavailable(backend):
+    """Why the rules of ``backend`` cannot be changed now (not installed, not running), or None."""
+    tool = {"ufw": "ufw", "firewalld": "firewall-cmd"}[backend]
+    if shutil.which(tool) is None:
+        return "%s is not installed" % backend
+    if backend == "firewalld" and run(["firewall-cmd", "--state"], ok=(0, 252)).returncode:
+        return "firewalld is not running"
+    return None
+
+
+def remove_recorded(recorded, check, warnings):
+    """Removes the rules recorded for another backend; when that one is gone or stopped, warns and forgets them."""
     backend, rules = recorded.get("backend"), recorded.get("rules", [])
+    if backend not in ("ufw", "firewalld") or not rules:
+        return []
+    why = unavailable(backend)
+    if why is not None:
+        warnings.append("%s: the %s rules the role recorded%s are not removed and no longer recorded: %s"
+                        % (why, backend, " in zone %s" % recorded["zone"] if recorded.get("zone") else "",
+                           "; ".join(" ".join(rule) for rule in rules)))
+        return []
     if backend == "ufw":
-        return ufw_apply([], rules, check)[1] if rules else []
-    if backend == "firewalld":
-        return firewalld_apply([], rules, "", recorded.get("zone", ""), check)[1]
-    return []
+        return ufw_apply([], rules, check)[1]
+    return firewalld_apply([], rules, "", recorded.get("zone", ""), check)[1]
 
 
 def remove_nftables(unit, path, check):
@@ -157,25 +226,29 @@ def main(request):
         if run(["firewall-cmd", "--state"], ok=(0, 252)).returncode:
             raise Failure("firewalld is not running (usbip_server_firewall: firewalld needs it)")
     removed_nftables = [] if backend == "nftables" else remove_nftables(request["nft_unit"], request["nft_file"], check)
+    dropped = False
     if backend not in ("ufw", "firewalld") or recorded.get("backend") not in (None, backend):
-        added, removed = [], remove_recorded(recorded, check)
+        removed = remove_recorded(recorded, check, warnings)
+        dropped = bool(recorded.get("rules")) and not removed
         recorded = {}
     else:
-        added, removed = [], []
+        removed = []
     if backend == "ufw":
         if "inactive" in run(["ufw", "status"]).stdout:
             warnings.append("ufw is inactive: its rules, the USB/IP ones included, apply once it is enabled")
-        desired = ufw_rules(ports, allow)
-        more_added, more_removed = ufw_apply(desired, recorded.get("rules", []), check)
+        added, more_removed, ours, foreign = ufw_apply(ufw_rules(ports, allow), recorded.get("rules", []), check)
     elif backend == "firewalld":
-        desired = firewalld_rules(ports, allow)
-        more_added, more_removed = firewalld_apply(desired, recorded.get("rules", []), zone,
-                                                   recorded.get("zone", zone), check)
+        added, more_removed, ours, foreign = firewalld_apply(firewalld_rules(ports, allow), recorded.get("rules", []),
+                                                             zone, recorded.get("zone", zone), check)
     else:
-        desired, more_added, more_removed = None, [], []
-    added += more_added
+        added, more_removed, ours, foreign = [], [], None, []
     removed += more_removed
-    new_state = {"backend": backend, "zone": zone, "rules": desired} if desired is not None else None
+    for rule in foreign:
+        warnings.append("%s already has a rule for %s%s that the role did not add: it stays as it is, and the role"
+                        " neither adds nor records its own (%s)"
+                        % (backend, ufw_key(rule) if backend == "ufw" else rule[1],
+                           " in zone %s" % zone if zone and backend == "firewalld" else "", " ".join(rule)))
+    new_state = {"backend": backend, "zone": zone, "rules": ours} if ours is not None else None
     if not check:
         if new_state is None:
             if os.path.exists(state):
@@ -186,8 +259,9 @@ def main(request):
             os.chmod(state + ".tmp", 0o644)
             os.rename(state + ".tmp", state)
     removed = [" ".join(rule) for rule in removed] + removed_nftables
-    return {"changed": bool(added or removed), "added": [" ".join(rule) for rule in added], "removed": removed,
-            "warnings": warnings}
+    rewritten = new_state is not None and new_state != recorded
+    return {"changed": bool(added or removed or dropped or rewritten),
+            "added": [" ".join(rule) for rule in added], "removed": removed, "warnings": warnings}
 
 
 try:

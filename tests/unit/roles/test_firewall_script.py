@@ -21,7 +21,10 @@ from role_scripts import LOG_ARGV, read_log, run_script, script_text, write_tool
 
 SCRIPT = script_text("roles/usbip_server/files/firewall.py")
 
-#: ufw: its rules in $FAKE_FW/ufw.rules, one a line (the words of the command line that added it).
+#: ufw: its rules in $FAKE_FW/ufw.rules, one a line (the words of the command line that added it). As the real ufw,
+#: it tells rules apart by all but their action and comment (the key): an add whose key a rule has already replaces
+#: that rule's action and comment ("Rule updated"), a delete takes only the rule with the same action and comment
+#: (or any comment, when the delete gives none), and `show added` lists the rules as ufw writes them.
 FAKE_UFW = """#!/bin/sh
 PATH=/usr/bin:/bin
 LOG=$FAKE_FW/ufw.log
@@ -32,29 +35,75 @@ if [ "$*" = status ]; then
     if [ -e "$FAKE_FW/ufw.inactive" ]; then echo "Status: inactive"; else echo "Status: active"; fi
     exit 0
 fi
+# parse WORDS...: sets action, key (what `show added` writes between the action and the comment) and comment.
+parse() {
+    action=$1; shift
+    case "$action" in allow|deny) ;; *) echo "ERROR: Invalid syntax"; exit 1 ;; esac
+    proto=any; src=any; dst=any; port=; comment=; short=
+    while [ "$#" -gt 0 ]; do
+        case "$1" in
+            proto|from|to|port|comment)
+                if [ "$#" -lt 2 ]; then echo "ERROR: Invalid syntax"; exit 1; fi
+                case "$1" in
+                    proto) proto=$2 ;; from) src=$2 ;; to) dst=$2 ;; port) port=$2 ;; comment) comment=$2 ;;
+                esac
+                shift 2 ;;
+            */*) short=$1; shift ;;
+            *) echo "ERROR: Invalid syntax"; exit 1 ;;
+        esac
+    done
+    case "$src" in *:*) src=${src%/128} ;; *) src=${src%/32} ;; esac
+    if [ -n "$short" ]; then key=$short
+    elif [ "$src" = any ] && [ "$dst" = any ]; then key="$port/$proto"
+    else key="from $src to $dst port $port proto $proto"; fi
+}
+if [ "$*" = "show added" ]; then
+    echo "Added user rules (see 'ufw status' for running firewall):"
+    if [ ! -s "$RULES" ]; then echo "(None)"; exit 0; fi
+    while IFS= read -r line; do
+        set -f; set -- $line; set +f
+        parse "$@"
+        if [ -n "$comment" ]; then echo "ufw $action $key comment '$comment'"; else echo "ufw $action $key"; fi
+    done <"$RULES"
+    exit 0
+fi
 dry_run=; delete=
 if [ "$1" = --dry-run ]; then dry_run=1; shift; fi
 if [ "$1" = delete ]; then delete=1; shift; fi
-case "$1" in allow|deny) ;; *) echo "ERROR: Invalid syntax"; exit 1 ;; esac
 if [ -n "$dry_run" ] && [ -n "$delete" ]; then echo "ERROR: Invalid syntax"; exit 1; fi
 rule="$*"
+parse "$@"
+new_action=$action; new_key=$key; new_comment=$comment
 # A rule from any source applies to IPv6 too: ufw answers for both.
 case " $rule " in *" from any "*) v6=1 ;; *" from "*) v6= ;; *) v6=1 ;; esac
 say() {
     echo "$1"
     if [ -n "$v6" ]; then echo "$1 (v6)"; fi
 }
-if grep -Fxq -- "$rule" "$RULES"; then present=1; else present=; fi
+at=0; n=0
+while IFS= read -r line; do
+    n=$((n + 1))
+    set -f; set -- $line; set +f
+    parse "$@"
+    if [ "$key" = "$new_key" ]; then at=$n; old_action=$action; old_comment=$comment; break; fi
+done <"$RULES"
+if [ "$at" -gt 0 ] && [ "$old_action" = "$new_action" ] && [ "$old_comment" = "$new_comment" ]; then same=1; else same=; fi
 if [ -n "$delete" ]; then
-    if [ -z "$present" ]; then say "Could not delete non-existent rule"; exit 0; fi
-    grep -Fxv -- "$rule" "$RULES" >"$RULES.new"
+    if [ "$at" -eq 0 ] || [ "$old_action" != "$new_action" ] || { [ -n "$new_comment" ] && [ -z "$same" ]; }; then
+        say "Could not delete non-existent rule"; exit 0
+    fi
+    awk -v n="$at" 'NR != n' "$RULES" >"$RULES.new"
     mv "$RULES.new" "$RULES"
     say "Rule deleted"
-elif [ -n "$present" ]; then
+elif [ -n "$same" ]; then
     say "Skipping adding existing rule"
 elif [ -n "$dry_run" ]; then
     printf '*filter\n:ufw-user-input - [0:0]\nCOMMIT\n'
     say "Rules updated"
+elif [ "$at" -gt 0 ]; then
+    awk -v n="$at" -v r="$rule" '{ if (NR == n) print r; else print }' "$RULES" >"$RULES.new"
+    mv "$RULES.new" "$RULES"
+    say "Rule updated"
 else
     printf '%s\n' "$rule" >>"$RULES"
     say "Rule added"
@@ -177,8 +226,9 @@ class Host:
         return read_log(self.fw / (tool + ".log"))
 
     def ufw_changes(self) -> List[List[str]]:
-        """The ufw commands of the last run that change something (no status, no dry run)."""
-        return [argv for argv in self.log("ufw") if argv != ["status"] and argv[:1] != ["--dry-run"]]
+        """The ufw commands of the last run that change something (no status, no listing, no dry run)."""
+        return [argv for argv in self.log("ufw")
+                if argv not in (["status"], ["show", "added"]) and argv[:1] != ["--dry-run"]]
 
     def firewalld_changes(self) -> List[List[str]]:
         return [argv for argv in self.log("firewall-cmd") if any(a.startswith(("--add-", "--remove-")) for a in argv)]
@@ -238,7 +288,7 @@ def test_ufw_a_second_run_with_the_same_input_adds_nothing(host):
     answer = host.run("ufw", ports=[3240, 3241], allow=ALLOW)
     assert answer == {"changed": False, "added": [], "removed": [], "warnings": []}
     assert host.ufw_changes() == []
-    assert host.log("ufw") == [["status"]] + [["--dry-run"] + rule for rule in UFW_RULES]
+    assert host.log("ufw") == [["status"], ["show", "added"]] + [["--dry-run"] + rule for rule in UFW_RULES]
     assert host.ufw_rules() == [FOREIGN_UFW] + UFW_RULES
     assert host.record_stat() == recorded, "the record was rewritten"
 
@@ -463,3 +513,85 @@ def test_a_backend_that_is_not_running_fails_before_the_recorded_rules_go(host):
     assert answer == {"failed": True, "msg": "firewalld is not running (usbip_server_firewall: firewalld needs it)"}
     assert host.ufw_rules() == [FOREIGN_UFW, ufw_allow("10.0.0.0/8", 3240), ufw_deny(3240)]
     assert host.ufw_changes() == [] and host.record() == recorded
+
+
+# -- a recorded backend that is gone ---------------------------------------------------------------
+def test_a_recorded_ufw_that_was_uninstalled_is_a_warning_and_the_record_goes(host, tmp_path):
+    host.run("ufw", allow=["10.0.0.0/8"])
+    no_ufw = tmp_path / "no-ufw"
+    write_tool(no_ufw, "systemctl", FAKE_SYSTEMCTL)
+    rules = joined([ufw_allow("10.0.0.0/8", 3240), ufw_deny(3240)])
+    answer = host.run("none", path=str(no_ufw))
+    assert answer == {"changed": True, "added": [], "removed": [], "warnings": [
+        "ufw is not installed: the ufw rules the role recorded are not removed and no longer recorded: "
+        + "; ".join(rules)]}
+    assert host.record() is None
+    assert host.run("none", path=str(no_ufw)) == {"changed": False, "added": [], "removed": [], "warnings": []}
+
+
+def test_a_recorded_firewalld_that_is_stopped_is_a_warning_and_the_switch_goes_on(host):
+    host.run("firewalld", allow=["10.0.0.0/8"], zone="internal")
+    (host.fw / "firewalld.stopped").touch()
+    checked = host.run("ufw", allow=["10.0.0.0/8"], check=True)
+    answer = host.run("ufw", allow=["10.0.0.0/8"])
+    assert answer == checked
+    assert answer["changed"] is True and answer["removed"] == []
+    assert answer["added"] == joined([ufw_allow("10.0.0.0/8", 3240), ufw_deny(3240)])
+    assert answer["warnings"] == [
+        "firewalld is not running: the firewalld rules the role recorded in zone internal are not removed and no"
+        " longer recorded: " + "; ".join(joined([accept(4, "10.0.0.0/8", 3240), drop(3240)]))]
+    assert host.firewalld_changes() == []
+    assert host.record()["backend"] == "ufw"
+    assert host.run("ufw", allow=["10.0.0.0/8"])["changed"] is False
+
+
+# -- rules someone else had before ----------------------------------------------------------------
+@pytest.mark.parametrize("theirs", [
+    ["allow", "proto", "tcp", "from", "10.0.0.0/8", "to", "any", "port", "3240"],
+    ["allow", "proto", "tcp", "from", "10.0.0.0/8", "to", "any", "port", "3240", "comment", "mine"],
+    ["deny", "proto", "tcp", "from", "10.0.0.0/8", "to", "any", "port", "3240"],
+], ids=["same-rule", "own-comment", "other-action"])
+def test_ufw_a_rule_someone_else_had_is_neither_taken_nor_removed(host, theirs):
+    host.set_ufw_rules([FOREIGN_UFW, theirs])
+    answer = host.run("ufw", allow=["10.0.0.0/8", "192.168.1.7"])
+    ours = [ufw_allow("192.168.1.7/32", 3240), ufw_deny(3240)]
+    assert answer == {"changed": True, "added": joined(ours), "removed": [], "warnings": [
+        "ufw already has a rule for from 10.0.0.0/8 to any port 3240 proto tcp that the role did not add: it stays as"
+        " it is, and the role neither adds nor records its own (%s)" % " ".join(ufw_allow("10.0.0.0/8", 3240))]}
+    assert host.ufw_rules() == [FOREIGN_UFW, theirs] + ours
+    assert host.record()["rules"] == ours
+    again = host.run("ufw", allow=["10.0.0.0/8", "192.168.1.7"])
+    assert again["changed"] is False and host.ufw_changes() == []
+
+    host.run("ufw", allow=["192.168.1.7"])
+    assert host.ufw_rules() == [FOREIGN_UFW, theirs] + ours
+    assert host.run("none")["removed"] == joined(ours)
+    assert host.ufw_rules() == [FOREIGN_UFW, theirs]
+
+
+def test_ufw_a_port_someone_else_opened_keeps_its_rule_and_gets_no_deny(host):
+    """``ufw allow 3240/tcp`` is the rule the role's deny would replace: it stays, and a warning says so."""
+    host.set_ufw_rules([FOREIGN_UFW, ["allow", "3240/tcp"]])
+    answer = host.run("ufw", allow=["10.0.0.0/8"])
+    assert answer["added"] == joined([ufw_allow("10.0.0.0/8", 3240)])
+    assert answer["warnings"] == [
+        "ufw already has a rule for 3240/tcp that the role did not add: it stays as it is, and the role neither adds"
+        " nor records its own (%s)" % " ".join(ufw_deny(3240))]
+    assert host.ufw_rules() == [FOREIGN_UFW, ["allow", "3240/tcp"], ufw_allow("10.0.0.0/8", 3240)]
+    host.run("none")
+    assert host.ufw_rules() == [FOREIGN_UFW, ["allow", "3240/tcp"]]
+
+
+def test_firewalld_a_rule_someone_else_had_is_neither_recorded_nor_removed(host):
+    theirs = ["port", "3240/tcp"]
+    host.set_firewalld_rules("runtime", "public", [FOREIGN_FIREWALLD, theirs])  # at runtime only, say
+    host.set_firewalld_rules("permanent", "public", [FOREIGN_FIREWALLD])
+    answer = host.run("firewalld", ports=[3240, 3241])
+    assert answer == {"changed": True, "added": ["port 3241/tcp"], "removed": [], "warnings": [
+        "firewalld already has a rule for 3240/tcp that the role did not add: it stays as it is, and the role"
+        " neither adds nor records its own (port 3240/tcp)"]}
+    assert host.firewalld_table("runtime", "public") == [FOREIGN_FIREWALLD, theirs, ["port", "3241/tcp"]]
+    assert host.firewalld_table("permanent", "public") == [FOREIGN_FIREWALLD, ["port", "3241/tcp"]]
+    assert host.record()["rules"] == [["port", "3241/tcp"]]
+    assert host.run("none")["removed"] == ["port 3241/tcp"]
+    assert host.firewalld_table("runtime", "public") == [FOREIGN_FIREWALLD, theirs]
