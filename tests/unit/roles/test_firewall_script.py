@@ -87,7 +87,8 @@ while IFS= read -r line; do
     parse "$@"
     if [ "$key" = "$new_key" ]; then at=$n; old_action=$action; old_comment=$comment; break; fi
 done <"$RULES"
-if [ "$at" -gt 0 ] && [ "$old_action" = "$new_action" ] && [ "$old_comment" = "$new_comment" ]; then same=1; else same=; fi
+same=
+if [ "$at" -gt 0 ] && [ "$old_action" = "$new_action" ] && [ "$old_comment" = "$new_comment" ]; then same=1; fi
 if [ -n "$delete" ]; then
     if [ "$at" -eq 0 ] || [ "$old_action" != "$new_action" ] || { [ -n "$new_comment" ] && [ -z "$same" ]; }; then
         say "Could not delete non-existent rule"; exit 0
