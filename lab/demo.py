@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from . import ansiblekit
+from . import ansiblekit, usbhw
 from . import fleet as lab_fleet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +42,7 @@ def main() -> int:
     os.makedirs(os.path.join(REPO, "build"), exist_ok=True)
     console = os.path.join(REPO, "build", "demo-console.log")
     step("booting server1 and client1 (systemd guests, Debian's stock kernel under QEMU; console in %s)" % console)
-    fleet = lab_fleet.Fleet(["server1", "client1"], out=open(console, "w"))
+    fleet = lab_fleet.Fleet(["server1", "client1"], out=open(console, "w"), usb={"server1": usbhw.BENCH})
     try:
         fleet.start()
         env = ansiblekit.ansible_env(fleet["server1"].ssh_port, fleet["client1"].ssh_port, lab_fleet.KEY,
@@ -67,6 +67,13 @@ def main() -> int:
         step("--check --diff with client1 no longer declaring the serial adapter")
         run = ansiblekit.playbook("site.yml", env, "--check", "--diff", *ansiblekit.extra_vars("drop_serial"))
         print("recap: " + recap_line(run))
+        step("server1: the serial adapter pulled out and plugged back in; no Ansible runs")
+        fleet["server1"].guest.bench.unplug("serial1")
+        time.sleep(5)
+        print("client1 after the unplug:\n" + fleet.ssh(fleet["client1"], "/usr/local/sbin/usbip port").stdout)
+        fleet["server1"].guest.bench.plug("serial1")
+        time.sleep(15)
+        print("client1 15 s after the plug:\n" + fleet.ssh(fleet["client1"], "/usr/local/sbin/usbip port").stdout)
         step("fleet report")
         ansiblekit.playbook("fleet_report.yml", env)
     finally:

@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-from . import qemu
+from . import qemu, usbhw
 
 KEY = os.path.join(qemu.CACHE_DIR, "id_ed25519")
 LAN_PORT = 47600
@@ -78,13 +78,15 @@ class Fleet:
     """Guests named by ``names``; the first one listens on the LAN link, the second connects."""
 
     def __init__(self, names: List[str], workdir: Optional[str] = None, timeout: float = 1800,
-                 mem: str = "768M", out=None) -> None:
+                 mem: str = "768M", out=None, usb: Optional[Dict[str, Sequence[usbhw.UsbDevice]]] = None) -> None:
         if len(names) != 2:
             raise ValueError("a QEMU socket link joins exactly two guests")
         self.workdir = workdir or tempfile.mkdtemp(prefix="fleet-", dir=qemu._ensure(qemu.CACHE_DIR))
         self.timeout = timeout
         self.mem = mem
         self.out = out or sys.stdout
+        #: Emulated USB hardware by guest name (at every boot of that guest); ``guest.bench`` plugs and unplugs it.
+        self.usb = dict(usb or {})
         self.members = [Member(n, i, os.path.join(self.workdir, n + ".img")) for i, n in enumerate(names)]
         self.xfer = qemu._ensure(os.path.join(self.workdir, "xfer"))
         self.pubkey = open(ensure_key() + ".pub").read().strip()
@@ -102,6 +104,7 @@ class Fleet:
             _boot_job(member, self.pubkey), timeout=self.timeout, mem=self.mem, cpus=1, xfer=self.xfer,
             prefix="%s| " % member.name, out=self.out, systemd=True, disk=member.disk, hostname=member.name,
             lan=qemu.Lan(LAN_PORT, listen=member.index == 0, mac=member.mac), ssh_port=member.ssh_port,
+            usb=self.usb.get(member.name, ()),
         ).start()
 
     def start(self, ready_timeout: float = 240) -> "Fleet":

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from lab import ansiblekit, qemu
+from lab import ansiblekit, qemu, usbhw
 from lab import fleet as lab_fleet
 
 REPO = ansiblekit.REPO
@@ -28,8 +28,11 @@ def fleet():
     # The guests live for the whole session: converges, reboots, an upgrade and a removal (about 30 minutes under
     # emulation); the bound only stops guests a crashed session left behind.
     console = os.path.join(REPO, "build", "fleet-console.log")
+    # server1 has the emulated USB hardware (a hub with a serial adapter behind it, ...): what it exports in host
+    # mode, and what a test unplugs and plugs back while the fleet runs.
     f = lab_fleet.Fleet(["server1", "client1"], timeout=FLEET_LIFETIME,
-                        out=open(console, "w") if os.path.isdir(os.path.dirname(console)) else None)
+                        out=open(console, "w") if os.path.isdir(os.path.dirname(console)) else None,
+                        usb={"server1": usbhw.BENCH})
     try:
         f.start()
         yield f
