@@ -42,8 +42,9 @@ _POLL = 0.1
 
 #: The lock every attach on this host holds across "is it attached? / attach" (see :func:`attach_lock`).
 ATTACH_LOCK = "/run/usbip/attach.lock"
-#: How long :func:`attach_lock` waits for another holder: usbip-attachd holds it for one pass of
-#: attempts, each bounded by its timeout (20 s by default); the module for one find, resolve and attach.
+#: How long :func:`attach_lock` waits for another holder: the module holds it for one find, resolve and
+#: attach; usbip-attachd only around its attempts' imports (connecting and listing come before), at most
+#: ``cli.attachd.JOIN_FOR`` plus one attempt's timeout (20 s by default) at a time.
 LOCK_WAIT = 60.0
 _LOCK_POLL = 0.05
 
@@ -217,14 +218,47 @@ def attach(host: str, tcp_port: int, busid: str, vhci: VhciDriver, timeout: Opti
     under the host-wide lock, and an EBUSY from a racing peer makes it choose
     again (see :meth:`VhciDriver.attach`).
     """
+    with prepare_attach(host, tcp_port, vhci, timeout, tls) as prepared:
+        return prepared.attach(busid)
+
+
+class PreparedAttach:
+    """An attach from one server with the waiting on the network done: connected, TLS established.
+
+    :meth:`attach` then imports and hands the socket to vhci, which is all a
+    caller needs to keep under the attach lock (``usbip-attachd``); closing
+    it without attaching leaves the server as it was (no request was sent).
+    """
+
+    def __init__(self, host: str, tcp_port: int, vhci: VhciDriver, connection: Any) -> None:
+        self.host, self.tcp_port, self.vhci = host, tcp_port, vhci
+        self._connection = connection
+
+    def attach(self, busid: str) -> Attached:
+        sock, device = self._connection.import_device(busid)
+        with sock:
+            # After attach the kernel holds its own reference; ours is closed.
+            port = self.vhci.attach(sock.fileno(), device.devid, device.speed,
+                                    record=Record(self.host, self.tcp_port, busid))
+        return Attached(port=port, device=device, host=self.host, tcp_port=self.tcp_port, busid=busid)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> PreparedAttach:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def prepare_attach(host: str, tcp_port: int, vhci: VhciDriver, timeout: Optional[float] = None,
+                   tls: Any = None) -> PreparedAttach:
+    """Check vhci, then connect to ``host`` (and shake hands) for an attach; ``timeout`` bounds it and the import."""
     from .net import client  # noqa: PLC0415
 
     vhci.check_loaded()
-    sock, device = client.import_device(host, tcp_port, busid, timeout, tls=tls)
-    with sock:
-        # After attach the kernel holds its own reference; ours is closed.
-        port = vhci.attach(sock.fileno(), device.devid, device.speed, record=Record(host, tcp_port, busid))
-    return Attached(port=port, device=device, host=host, tcp_port=tcp_port, busid=busid)
+    return PreparedAttach(host, tcp_port, vhci, client.open_import(host, tcp_port, timeout, tls=tls))
 
 
 def plan_attach(vhci: VhciDriver, host: str, tcp_port: int, busid: str) -> Change:

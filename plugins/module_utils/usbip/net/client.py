@@ -44,7 +44,9 @@ class ImportRefused(UsbipError):
 
 
 def _seconds(value: float) -> str:
-    return "%d" % value if value == int(value) else "%.1f" % value
+    """``20``, ``1.5``: to a tenth, without a trailing ``.0`` (what is left of a deadline shows as it was set)."""
+    text = "%.1f" % value
+    return text[:-2] if text.endswith(".0") else text
 
 
 class _Deadline:
@@ -214,6 +216,70 @@ def list_devices(host: str, port: int, timeout: Optional[float] = None, tls=None
     return list(reply.devices)
 
 
+class ImportConnection:
+    """A connection made for one import, its TLS session established, the request not sent yet.
+
+    The steps that only wait on the server (connecting, the TLS handshake)
+    come first, so that a caller can make them before it takes a lock and keep
+    the lock only for the import itself (``usbip-attachd``). The deadline
+    given to :func:`open_import` goes on: the import has what is left of it.
+    Close it when no import follows; an import hands the socket over.
+    """
+
+    def __init__(self, sock: socket.socket, session, deadline: _Deadline) -> None:
+        self._sock: Optional[socket.socket] = sock
+        self._session = session
+        self._deadline = deadline
+
+    def import_device(self, busid: str) -> Tuple[socket.socket, UsbDevice]:
+        """Import ``busid``; returns the socket, ready for vhci, and the device record (once)."""
+        sock, session, deadline = self._sock, self._session, self._deadline
+        if sock is None:
+            raise UsbipError("the connection to %s:%d is closed" % (deadline.host, deadline.port))
+        try:
+            reply = _exchange(sock, ImportRequest(busid), deadline, limit=_IMPORT_REPLY_MAX, session=session)
+            # The codec guarantees an ImportReply that carries a device exactly when its status is OK.
+            if reply.status != Status.OK:
+                raise ImportRefused(busid, reply.status)
+            if reply.device.busid != busid:
+                raise UsbipError("the server answered for %s instead of %s" % (reply.device.busid, busid))
+            if session is not None:
+                session.hand_over(sock)
+            sock.settimeout(None)
+        except BaseException:
+            self.close()
+            raise
+        self._sock = self._session = None  # the caller's now
+        return sock, reply.device
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ImportConnection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_import(host: str, port: int, timeout: Optional[float] = None, tls=None) -> ImportConnection:
+    """Connect for an import (and shake hands, with ``tls``); ``timeout`` bounds it and the import after it."""
+    deadline = _Deadline(host, port, timeout)
+    sock = _connect(deadline)
+    try:
+        tune(sock)
+        session = _tls_handshake(sock, tls, deadline) if tls is not None else None
+    except BaseException:
+        sock.close()
+        raise
+    return ImportConnection(sock, session, deadline)
+
+
 def import_device(
     host: str, port: int, busid: str, timeout: Optional[float] = None, tls=None
 ) -> Tuple[socket.socket, UsbDevice]:
@@ -223,25 +289,4 @@ def import_device(
     the session's keys installed in the kernel. ``timeout`` (default
     :data:`DEFAULT_TIMEOUT`) bounds the whole exchange.
     """
-    deadline = _Deadline(host, port, timeout)
-    sock = _connect(deadline)
-    session = None
-    try:
-        tune(sock)
-        if tls is not None:
-            session = _tls_handshake(sock, tls, deadline)
-        reply = _exchange(sock, ImportRequest(busid), deadline, limit=_IMPORT_REPLY_MAX, session=session)
-        # The codec guarantees an ImportReply that carries a device exactly when its status is OK.
-        if reply.status != Status.OK:
-            raise ImportRefused(busid, reply.status)
-        if reply.device.busid != busid:
-            raise UsbipError("the server answered for %s instead of %s" % (reply.device.busid, busid))
-        if session is not None:
-            session.hand_over(sock)
-        sock.settimeout(None)
-        return sock, reply.device
-    except BaseException:
-        if session is not None:
-            session.close()
-        sock.close()
-        raise
+    return open_import(host, port, timeout, tls).import_device(busid)
