@@ -24,7 +24,7 @@ def test_missing_attachment_is_retried_with_capped_backoff(caplog):
     attempts = []
     server_up = [False]
 
-    def attach(decl):
+    def attach(decl, hold):
         attempts.append(clock.now)
         if not server_up[0]:
             raise UsbipError("cannot connect to 10.76.0.1:3240: Connection refused")
@@ -54,7 +54,7 @@ def test_missing_attachment_is_retried_with_capped_backoff(caplog):
 def test_present_attachments_cost_no_attach():
     d = Declared("srv", 3240, "17-1")
 
-    def attach(decl):
+    def attach(decl, hold):
         raise AssertionError("attached although present")
 
     assert Supervisor([d], lambda decl: True, attach).step() is True
@@ -106,28 +106,116 @@ def test_a_server_that_is_no_host_name_is_refused():
 
 
 def test_the_supervisor_uses_the_client_use_case(monkeypatch, tmp_path):
-    """present and attach are attachments.find, .resolve and .attach: the module and the CLI agree with it."""
+    """present and attach are attachments.find, .resolve, .prepare_attach and its attach: the module and the CLI
+    agree with it. The list and the connection come before the attach lock; the second look and the import
+    under it."""
+    import contextlib
+
     from usbip import attachments
-    from usbip.cli.attachd import _real_io  # noqa: PLC2701
+    from usbip.cli.attachd import HostIo
     from usbip.matching import Match
     from usbip.sysfs.fs import Sysfs
 
     calls = []
+    holding = []
+
+    class Prepared:
+        def __init__(self, host, port, timeout):
+            calls.append(("connect", host, port, 0 < timeout <= 20, bool(holding)))
+
+        def attach(self, busid):
+            calls.append(("import", busid, bool(holding)))
+            return type("A", (), {"port": 3})()
+
+        def close(self):
+            calls.append(("close", bool(holding)))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+    @contextlib.contextmanager
+    def hold(wait):
+        calls.append(("hold", 0 < wait <= 20))
+        holding.append(True)
+        yield
+        holding.pop()
+
     monkeypatch.setattr(attachments, "find", lambda vhci, host, port, busid=None, match=None:
-                        calls.append(("find", host, port, busid, match)) or [])
+                        calls.append(("find", host, port, busid, match, bool(holding))) or [])
     monkeypatch.setattr(attachments, "resolve", lambda host, port, busid=None, match=None, timeout=None, tls=None:
-                        calls.append(("resolve", host, port, match, timeout)) or type("D", (), {"busid": "17-2"})())
-    monkeypatch.setattr(attachments, "attach", lambda host, port, busid, vhci, timeout=None, tls=None:
-                        calls.append(("attach", host, port, busid, 0 < timeout <= 20)) or type("A", (), {"port": 3})())
-    present, attach = _real_io(Sysfs(str(tmp_path)), {}, 20.0)
+                        calls.append(("resolve", host, port, match, timeout, bool(holding)))
+                        or type("D", (), {"busid": "17-2"})())
+    monkeypatch.setattr(attachments, "prepare_attach", lambda host, port, vhci, timeout=None, tls=None:
+                        Prepared(host, port, timeout))
+    io = HostIo(Sysfs(str(tmp_path)), {}, 20.0)
     match = Match(vendor=0x1d6b)
     d = Declared("server1", 3240, match=match)
-    assert present(d) is False
-    assert attach(d) == 3
-    assert present(d) is False  # the resolved busid is looked for from now on
-    # one deadline for the attempt: the list has the whole timeout, the import what is left of it
-    assert calls == [("find", "server1", 3240, None, match), ("resolve", "server1", 3240, match, 20.0),
-                     ("attach", "server1", 3240, "17-2", True), ("find", "server1", 3240, "17-2", match)]
+    assert io.present(d) is False
+    assert io.attach(d, hold) == 3
+    assert io.present(d) is False  # the resolved busid is looked for from now on
+    # one deadline for the attempt: the list has the whole timeout, the connection and the import what is left
+    assert calls == [("find", "server1", 3240, None, match, False),
+                     ("resolve", "server1", 3240, match, 20.0, False),
+                     ("connect", "server1", 3240, True, False),
+                     ("hold", True),
+                     ("find", "server1", 3240, "17-2", match, True),
+                     ("import", "17-2", True),
+                     ("close", False),
+                     ("find", "server1", 3240, "17-2", match, False)]
+
+    calls.clear()
+    monkeypatch.setattr(attachments, "find", lambda vhci, host, port, busid=None, match=None:
+                        calls.append(("find", bool(holding))) or ["attached by the module meanwhile"])
+    assert io.attach(d, hold) is None
+    assert ("import", "17-2", True) not in calls  # looked again under the lock, and imported nothing
+    assert calls[-2:] == [("find", True), ("close", False)]
+
+
+def test_a_connection_that_waited_long_for_the_lock_is_made_again_under_it(monkeypatch, tmp_path):
+    import contextlib
+
+    from usbip import attachments
+    from usbip.cli import attachd
+    from usbip.sysfs.fs import Sysfs
+
+    made = []
+
+    class Prepared:
+        def __init__(self):
+            self.closed = False
+            made.append(self)
+
+        def attach(self, busid):
+            assert not self.closed
+            return type("A", (), {"port": len(made)})()
+
+        def close(self):
+            self.closed = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+    now = [1000.0]
+    monkeypatch.setattr(attachd.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(attachments, "find", lambda *args, **kwargs: [])
+    monkeypatch.setattr(attachments, "prepare_attach", lambda *args, **kwargs: Prepared())
+
+    @contextlib.contextmanager
+    def slow_hold(wait):
+        now[0] += attachd.IDLE_MAX + 0.5  # the module held the lock meanwhile
+        yield
+
+    io = attachd.HostIo(Sysfs(str(tmp_path)), {}, 20.0)
+    assert io.attach(Declared("s", 3240, "1-1"), slow_hold) == 2  # imported on the second connection
+    assert [p.closed for p in made] == [True, True]
+    made.clear()
+    assert io.attach(Declared("s", 3240, "1-1"), lambda wait: contextlib.nullcontext()) == 1
 
 
 # -- one pass, attempts side by side -------------------------------------------------------------
@@ -142,7 +230,7 @@ def test_a_slow_server_does_not_hold_back_the_other_attachments(caplog):
     fast_attached = threading.Event()
     order = []
 
-    def attach(d):
+    def attach(d, hold):
         if d == slow:
             if not fast_attached.wait(5):
                 raise UsbipError("no complete reply from slow:3240 in 5 s")
@@ -171,7 +259,7 @@ def test_the_attempts_of_a_pass_are_bounded_in_number():
     running, most = [0], [0]
     mutex = threading.Lock()
 
-    def attach(d):
+    def attach(d, hold):
         with mutex:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -187,41 +275,16 @@ def test_the_attempts_of_a_pass_are_bounded_in_number():
     assert sup.attempts == {d: 1 for d in declared}
 
 
-def test_the_pass_holds_the_attach_lock_and_each_attempt_looks_again(caplog):
-    import contextlib
-
-    holding = []
-    done_elsewhere = Declared("s", 3240, "1-2")
-
-    @contextlib.contextmanager
-    def lock():
-        holding.append(True)
-        yield
-        holding.pop()
-
-    looks = []
-
-    def present(d):
-        looks.append((d.busid, bool(holding)))
-        # attached by someone else (the module) between the pass's first look and its attempt
-        return d == done_elsewhere and bool(holding)
-
-    attaches = []
-
-    def attach(d):
-        attaches.append((d.busid, bool(holding)))
-        return 5
-
+def test_an_attempt_that_finds_its_device_attached_meanwhile_is_no_failure(caplog):
+    d = Declared("s", 3240, "1-2")
     caplog.set_level(logging.INFO, logger="usbip-attachd")
-    sup = Supervisor([Declared("s", 3240, "1-1"), done_elsewhere], present, attach, lock=lock)
+    sup = Supervisor([d], lambda d: False, lambda d, hold: None)
     assert sup.step() is True
-    assert attaches == [("1-1", True)]  # the attach ran under the lock; 1-2 was not attached twice
-    assert sorted(looks) == [("1-1", False), ("1-1", True), ("1-2", False), ("1-2", True)]
     assert "s:3240/1-2: attached meanwhile by another attach" in caplog.text
-    assert sup.attempts == {Declared("s", 3240, "1-1"): 1}  # "is attached" once the next pass sees it
+    assert sup.attempts == {} and sup.delay == {}
 
 
-def test_a_busy_attach_lock_postpones_the_attempts(caplog):
+def test_a_busy_attach_lock_postpones_the_attempt(caplog):
     class Busy:
         def __enter__(self):
             raise UsbipError("another attach has held /run/usbip/attach.lock for 60 s")
@@ -229,13 +292,14 @@ def test_a_busy_attach_lock_postpones_the_attempts(caplog):
         def __exit__(self, *exc):
             return False
 
-    def attach(d):
-        raise AssertionError("attached without the lock")
+    def attach(d, hold):
+        with hold(0.1):
+            raise AssertionError("attached without the lock")
 
     d = Declared("s", 3240, "1-1")
-    sup = Supervisor([d], lambda d: False, attach, lock=Busy)
+    sup = Supervisor([d], lambda d: False, attach, lock=lambda wait: Busy())
     assert sup.step() is False
-    assert "attempts postponed: another attach has held /run/usbip/attach.lock for 60 s" in caplog.text
+    assert "s:3240/1-1: attempt postponed: another attach has held /run/usbip/attach.lock for 60 s" in caplog.text
     assert sup.attempts == {} and sup.next_try == {}  # tried again on the next pass, not counted
 
 
@@ -249,7 +313,7 @@ def test_a_trickling_server_and_an_answering_one_with_real_io(tmp_path):
     from fake_vhci import FakeVhci
 
     from usbip import attachments
-    from usbip.cli.attachd import _real_io  # noqa: PLC2701
+    from usbip.cli.attachd import HostIo
     from usbip.device import Speed, UsbDevice
     from usbip.protocol import ImportReply, ImportRequest, Status
 
@@ -280,9 +344,10 @@ def test_a_trickling_server_and_an_answering_one_with_real_io(tmp_path):
     fake = FakeVhci(tmp_path / "root", controllers=1, hc_ports=4)
     try:
         sysfs = fake.sysfs()
-        present, attach = _real_io(sysfs, {}, 2.0)
+        io = HostIo(sysfs, {}, 2.0)
+        present = io.present
         slow, fast = Declared("127.0.0.1", slow_server.port, "17-1"), Declared("127.0.0.1", fast_server.port, "17-1")
-        sup = Supervisor([slow, fast], present, attach, lock=lambda: attachments.attach_lock(sysfs))
+        sup = Supervisor([slow, fast], present, io.attach, lock=lambda wait: attachments.attach_lock(sysfs, wait=wait))
         started = time.monotonic()
         assert sup.step() is False  # the slow one failed
         ended = time.monotonic()
@@ -310,20 +375,20 @@ def test_a_reload_with_a_bad_file_keeps_the_declaration_loaded_before(tmp_path, 
     path.write_text("attachments:\n  - {server: 10.0.0.1, busid: 1-1}\n")
     config = load(str(path), parse_attachd)
     sysfs = Sysfs(str(tmp_path))
-    sup = Supervisor([], lambda d: False, lambda d: 0)
-    attachd._apply(sup, config, sysfs)  # noqa: SLF001
+    sup = Supervisor([], lambda d: False, lambda d, hold: 0)
+    io = attachd._apply(sup, config, sysfs)  # noqa: SLF001
     old = list(sup.declared)
 
     path.write_text("attachments: [\n")
     caplog.set_level(logging.INFO, logger="usbip-attachd")
-    assert attachd._reload(str(path), config, sup, sysfs) is config  # noqa: SLF001
+    assert attachd._reload(str(path), config, sup, sysfs, io) == (config, io)  # noqa: SLF001
     assert sup.declared == old
     assert sent == [("RELOADING=1",), ("READY=1", "STATUS=supervising 1 attachment(s)")]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith("reload refused, the declaration loaded before stays: ")
 
     path.write_text("attachments:\n  - {server: 10.0.0.1, busid: 1-1}\n  - {server: 10.0.0.2, busid: 2-1}\n")
-    new = attachd._reload(str(path), config, sup, sysfs)  # noqa: SLF001
+    new, _io = attachd._reload(str(path), config, sup, sysfs, io)  # noqa: SLF001
     assert [str(d) for d in sup.declared] == ["10.0.0.1:3240/1-1", "10.0.0.2:3240/2-1"]
     assert new.attachments == tuple(sup.declared)
     assert sent[-1] == ("READY=1", "STATUS=supervising 2 attachment(s)")
@@ -331,10 +396,10 @@ def test_a_reload_with_a_bad_file_keeps_the_declaration_loaded_before(tmp_path, 
 
 def test_a_reload_keeps_the_backoff_of_what_is_still_declared():
     kept, dropped = Declared("s", 3240, "1-1"), Declared("s", 3240, "1-2")
-    sup = Supervisor([kept, dropped], lambda d: False, lambda d: 0)
+    sup = Supervisor([kept, dropped], lambda d: False, lambda d, hold: 0)
     for state in (sup.delay, sup.next_try, sup.attempts):
         state.update({kept: 4, dropped: 4})
-    sup.declare([kept], lambda d: True, lambda d: 1, 1.0, 8.0)
+    sup.declare([kept], lambda d: True, lambda d, hold: 1, 1.0, 8.0)
     assert (sup.delay, sup.next_try, sup.attempts) == ({kept: 4}, {kept: 4}, {kept: 4})
 
 
