@@ -174,7 +174,7 @@ def test_an_old_hold_takes_no_more_attempts_and_the_module_gets_its_turn(tmp_pat
             except Postponed as err:  # pragma: no cover - reported below
                 errors.append(err)
 
-    workers = [threading.Thread(target=attempts) for _ in range(4)]
+    workers = [threading.Thread(target=attempts) for _worker in range(4)]
     for worker in workers:
         worker.start()
     try:
@@ -205,7 +205,7 @@ def test_without_a_bound_on_joining_the_module_would_wait_the_attempts_out(tmp_p
             with hold(5):
                 time.sleep(0.05)
 
-    workers = [threading.Thread(target=attempts) for _ in range(4)]
+    workers = [threading.Thread(target=attempts) for _worker in range(4)]
     for worker in workers:
         worker.start()
     try:

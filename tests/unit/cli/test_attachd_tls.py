@@ -47,8 +47,8 @@ def declaration(certs, port, key=None, interval=2):
 
 
 # -- reload and exit -----------------------------------------------------------------------------
-def test_a_reload_closes_the_endpoints_it_replaces_and_a_refused_one_keeps_them(tmp_path, certs, refusing_port,
-                                                                                 monkeypatch):
+def test_a_reload_closes_the_endpoints_it_replaces_and_a_refused_one_keeps_them(
+        tmp_path, certs, refusing_port, monkeypatch):
     from usbip.cli import systemd
 
     monkeypatch.setattr(systemd, "notify", lambda *assignments, environ=None: True)
@@ -116,7 +116,7 @@ def test_sighup_does_not_pile_up_tls_material(tmp_path, certs, refusing_port):
         assert notify.recv(4096).decode().startswith("READY=1")
         after_another_attempt()  # the endpoint is made by the first attempt
         counts = [(_memfds(daemon.pid, "usbip-tls-pem"), _memfds(daemon.pid, "usbip-tls-keylog"))]
-        for _ in range(3):
+        for _reload in range(3):
             daemon.send_signal(signal.SIGHUP)
             assert notify.recv(4096).decode().startswith("RELOADING=1")
             assert notify.recv(4096).decode().startswith("READY=1")
