@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -32,6 +33,7 @@ import pytest
 from lab import usbhw
 from lab.guestkit import (
     STACK,
+    VUDC_INSTANCES,
     bench_device,
     block_device_of,
     hotplug,
@@ -218,3 +220,32 @@ def test_remote_listing_is_the_c_tools_byte_for_byte(hardware, tmp_path):
         assert ours_out == c_out
     for busid in exported:
         sh(*ours("usbip"), "unbind", "-b", busid)
+
+
+def _ids_masked(text: str, ids: str) -> str:
+    """``text`` with the vendor:product of each header line (``- busid X (ids)``, ``usbid=ids``) as ``IDS``."""
+    text = re.sub(r"(- busid \S+ \()%s\)" % ids, r"\1IDS)", text)
+    return re.sub(r"(usbid=)%s" % ids, r"\1IDS", text)
+
+
+def test_gadget_listing_is_the_c_tools_but_for_two_chosen_differences(kernel, gadgets):
+    """``list -d`` and ``list -p -d``, with a gadget on every usbip-vudc instance.
+
+    Two differences are chosen, and asserted as such: with an instance free,
+    the C tool fails on it ("problem getting device attributes: No such
+    device") while ours lists the gadgets that are there; and the C tool's
+    header shows ``0x12:0x12`` (not the gadget's IDs) where ours shows the
+    vendor:product that its second line and ``list -r`` show. Everything
+    else is the same bytes.
+    """
+    gadgets("listd0", "usbip-vudc.0", 0x1209, 0x0D00, "LISTD-0", "acm")
+    c_run = sh("usbip", "list", "-d", check=False)
+    assert c_run.returncode != 0 and "No such device" in c_run.stderr
+    assert " - busid usbip-vudc.0 (1209:0d00)\n" in sh(*ours("usbip"), "list", "-d").stdout
+    for n in range(1, VUDC_INSTANCES):
+        gadgets("listd%d" % n, "usbip-vudc.%d" % n, 0x1209, 0x0D00 + n, "LISTD-%d" % n, "acm")
+    for argv in (("list", "-d"), ("list", "-p", "-d")):
+        ours_out, c_out = sh(*ours("usbip"), *argv).stdout, sh("usbip", *argv).stdout
+        assert "usbip-vudc.%d" % (VUDC_INSTANCES - 1) in c_out
+        assert "1209:0d0%d" % (VUDC_INSTANCES - 1) in ours_out
+        assert _ids_masked(ours_out, "[0-9a-f]{4}:[0-9a-f]{4}") == _ids_masked(c_out, "0x[0-9a-f]{2}:0x[0-9a-f]{2}")
