@@ -192,6 +192,24 @@ def test_a_bad_allow_entry_is_one_error():
         options_of("-a", "10.0.0.300/8")
 
 
+@pytest.mark.parametrize("argv, file_allow, admitted, refused", [
+    (["-a", "127.0.0.2/32"], ["10.76.0.0/16"], ["127.0.0.2", "::ffff:127.0.0.2"], ["127.0.0.1", "10.76.0.1"]),
+    ([], ["10.76.0.0/16"], ["10.76.0.1"], ["127.0.0.1"]),
+    ([], [], ["127.0.0.1", "::1"], []),
+])
+def test_the_monitor_judges_exported_peers_by_the_allow_list_the_server_applies(tree, tmp_path, monkeypatch, argv,
+                                                                                   file_allow, admitted, refused):
+    """``load_service`` hands the monitor the server's own check over the same list (-a over the file's)."""
+    monkeypatch.setenv("USBIP_SYSFS_ROOT", str(tree.root))
+    config = tmp_path / "usbipd.yml"
+    config.write_text("allow: [%s]\n" % ", ".join(file_allow))
+    service = usbipd.load_service(usbipd._parser().parse_args(["-c", str(config), *argv]))  # noqa: SLF001
+    try:
+        assert [a for a in admitted + refused if service.peer_allowed((a, 3240))] == admitted
+    finally:
+        service.release()
+
+
 # -- live: -a and --syslog on the real daemon -------------------------------------------------------
 #: The daemon with its syslog socket replaced (the module's constant, read when logging is set up).
 LAUNCH = """

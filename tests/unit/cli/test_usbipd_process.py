@@ -101,7 +101,7 @@ class Usbipd:
     """``python -m usbip.cli.usbipd`` on a fake tree, its log in a file and its notifications in a socket."""
 
     def __init__(self, directory: Path, config: str = "", *extra: str, tree_root: Optional[Path] = None,
-                 wait: bool = True) -> None:
+                 wait: bool = True, env: Optional[dict] = None) -> None:
         self.directory = directory
         self.tree = standard_tree(tree_root or directory / "root")
         self.tree.kernel_host_bind("17-1")
@@ -112,6 +112,7 @@ class Usbipd:
         self.notify = Notifications(directory / "notify")
         self.env = dict(os.environ, USBIP_SYSFS_ROOT=str(self.tree.root), NOTIFY_SOCKET=self.notify.path,
                         PYTHONPATH=os.pathsep.join(filter(None, [MODULE_UTILS, os.environ.get("PYTHONPATH")])))
+        self.env.update(env or {})
         self.argv = [sys.executable, "-m", "usbip.cli.usbipd", "-d", "-t", str(self.port), "-l", "127.0.0.1",
                      "-c", str(self.config), *extra]
         with open(self.log_path, "wb") as log:

@@ -15,6 +15,8 @@ so the client gets the same ST_* status as from one process.
 from __future__ import annotations
 
 import array
+import functools
+import ipaddress
 import logging
 import os
 import re
@@ -46,6 +48,7 @@ from usbip.daemon.privsep import (
 from usbip.daemon.process import Monitor, Service, unprivileged_problem
 from usbip.device import DeviceStatus, Speed, UsbDevice
 from usbip.errors import InvalidArgument, UsbipError
+from usbip.net.server import allows
 from usbip.protocol import Status
 from usbip.sysfs.errors import DeviceBusy, DeviceError, DeviceNotFound, NotExportable, SysfsError
 
@@ -86,18 +89,22 @@ class FakeDriver:
 class Pair:
     """A socket pair: the test plays the network process on ``ours``, the dispatcher serves ``theirs``."""
 
-    def __init__(self, modes=("host",)) -> None:
+    def __init__(self, modes=("host",), **kw) -> None:
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.driver = FakeDriver()
         self.rules = 0
         self.ready = 0
-        self.dispatcher = Dispatcher(self.driver, modes, self._rules, self._ready)
+        self.pings = 0
+        self.dispatcher = Dispatcher(self.driver, modes, self._rules, self._ready, on_ping=self._ping, **kw)
 
     def _rules(self):
         self.rules += 1
 
     def _ready(self):
         self.ready += 1
+
+    def _ping(self):
+        self.pings += 1
 
     def exchange(self, data: bytes, fds=()) -> bytes:
         """Send one message (with ``fds``), let the dispatcher serve it, return the reply."""
@@ -184,6 +191,7 @@ def test_requests_round_trip():
     assert parse_request(b"EXPORT 17-1", 1) == privsep.Request("EXPORT", ("17-1",))
     assert parse_request(b"RULES", 0) == privsep.Request("RULES")
     assert parse_request(b"READY", 0) == privsep.Request("READY")
+    assert encode_request("PING") == b"PING" and parse_request(b"PING", 0) == privsep.Request("PING")
 
 
 @pytest.mark.parametrize("call", [("EXPORT",), ("EXPORT", "1-1", "x"), ("RULES", "x"), ("DROP",), ("EXPORT", "a b"),
@@ -210,6 +218,9 @@ def test_a_request_the_network_side_cannot_encode(call):
     (b"EXPORT 17-1", 0, "EXPORT carries 1 descriptor, got 0"),
     (b"EXPORT 17-1", 2, "EXPORT carries 1 descriptor, got 2"),
     (b"READY", 1, "READY carries 0 descriptors, got 1"),
+    (b"PING now", 0, "PING takes 0 arguments, got 1"),
+    (b"PING", 1, "PING carries 0 descriptors, got 1"),
+    (b"ping", 0, "unknown operation 'ping'"),
 ])
 def test_the_codec_refuses_with_a_reason(data, fds, why):
     with pytest.raises(Refused, match=re.escape(why)):
@@ -350,23 +361,114 @@ def test_refusals_are_logged_at_a_bounded_rate(pair, caplog):
         "refused a request from the network process: unknown operation 'NONSENSE'"]
 
 
+def test_ping_is_answered_and_told_to_the_monitor(pair):
+    assert pair.exchange(b"PING") == b"OK" and pair.pings == 1
+    assert pair.exchange(b"PING PING").startswith(b"ERR invalid PING takes 0 arguments") and pair.pings == 1
+
+
+def test_export_refuses_a_socket_whose_peer_the_allow_list_refuses(descriptors):
+    """A taken-over network process cannot hand in a connection from a network the configuration denies."""
+    pair = Pair(peer_allowed=functools.partial(allows, (ipaddress.ip_network("127.0.0.2/32"),)))
+    other = socket.create_connection(descriptors.listener.getsockname(), source_address=("127.0.0.2", 0))
+    admitted, _peer = descriptors.listener.accept()
+    try:
+        before = open_fds()
+        reply = pair.exchange(b"EXPORT 17-1", [descriptors.make("tcp")])  # from 127.0.0.1
+        assert reply == b"ERR invalid the socket's peer 127.0.0.1 is not in the allowed client networks"
+        assert pair.driver.exports == [] and open_fds() == before
+        assert pair.dispatcher.stats["refused"] == 1
+        assert pair.exchange(b"EXPORT 17-1", [admitted.fileno()]) == b"OK"
+        assert pair.driver.exports == [("17-1", other.getsockname())]
+    finally:
+        for sock in (other, admitted):
+            sock.close()
+        pair.close()
+
+
+def test_the_allow_check_the_monitor_shares_with_the_server():
+    assert allows((), ("192.0.2.1", 3240)) and allows((), ("::1", 3240, 0, 0))
+    assert allows((ipaddress.ip_network("10.0.0.0/8"),), ("::ffff:10.1.2.3", 1, 0, 0))  # mapped: judged as IPv4
+    assert not allows((ipaddress.ip_network("10.0.0.0/8"),), ("::ffff:11.1.2.3", 1, 0, 0))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rules_requests_are_coalesced_into_one_pass_per_interval():
+    """One pass at once, then at most one per interval: the requests inside it are answered OK and share a pass."""
+    clock = Clock()
+    pair = Pair(clock=clock, rules_interval=1.0)
+    try:
+        assert pair.exchange(b"RULES") == b"OK" and pair.rules == 1  # carried out at once
+        assert pair.dispatcher.due() is None
+        clock.now += 0.3
+        for _request in range(50):
+            assert pair.exchange(b"RULES") == b"OK"  # answered at once, carried out later
+        assert pair.rules == 1 and pair.dispatcher.due() == 101.0
+        clock.now = 100.9
+        pair.dispatcher.run_due()
+        assert pair.rules == 1  # not yet
+        clock.now = 101.0
+        pair.dispatcher.run_due()
+        pair.dispatcher.run_due()
+        assert pair.rules == 2 and pair.dispatcher.due() is None  # once for the 50
+        clock.now = 101.5
+        assert pair.exchange(b"RULES") == b"OK" and pair.rules == 2 and pair.dispatcher.due() == 102.0
+        pair.dispatcher.cancel_due()  # its network process is being replaced
+        clock.now = 103.0
+        pair.dispatcher.run_due()
+        assert pair.rules == 2
+        assert pair.exchange(b"RULES") == b"OK" and pair.rules == 3  # an interval after the last pass: at once
+        assert pair.dispatcher.stats["rules"] == 3 and pair.dispatcher.stats["rules_coalesced"] == 51
+    finally:
+        pair.close()
+
+
+def test_a_rules_pass_that_fails_is_answered_at_once_and_logged_when_coalesced(caplog):
+    caplog.set_level(logging.WARNING, logger="usbipd")
+    clock = Clock()
+    pair = Pair(clock=clock, rules_interval=1.0)
+    calls = []
+
+    def failing():
+        calls.append(clock.now)
+        raise DeviceError("planted")
+
+    pair.dispatcher.apply_rules = failing
+    try:
+        assert pair.exchange(b"RULES") == b"ERR error planted"
+        clock.now += 0.5
+        assert pair.exchange(b"RULES") == b"OK"
+        clock.now += 0.5
+        pair.dispatcher.run_due()
+        assert calls == [100.0, 101.0]
+        assert [r.getMessage() for r in caplog.records] == ["export rules: planted"] * 2
+    finally:
+        pair.close()
+
+
 # -- fuzzing the monitor's end ------------------------------------------------------------------
 _VALID_USB_BUSID = re.compile(rb"[1-9][0-9]{0,2}-[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,6}")
 
 
 def _valid(data: bytes, kinds: List[str]) -> bool:
     """An oracle written apart from the codec: the only requests a host-mode monitor carries out."""
-    if data in (b"RULES", b"READY"):
+    if data in (b"RULES", b"READY", b"PING"):
         return not kinds
     if data.startswith(b"EXPORT ") and _VALID_USB_BUSID.fullmatch(data[7:]):
         return kinds == ["tcp"]
     return False
 
 
-_WORDS = st.sampled_from([b"EXPORT", b"RULES", b"READY", b"export", b"17-1", b"../x", b"usbip-vudc.0",
+_WORDS = st.sampled_from([b"EXPORT", b"RULES", b"READY", b"PING", b"export", b"17-1", b"../x", b"usbip-vudc.0",
                           b"1-1.2.3", b"0-1", b"17-1/..", b" ", b"", b"\x00", b"\xff", b"\n", b"X" * 250])
 _MESSAGES = st.one_of(
-    st.sampled_from([b"EXPORT 17-1", b"EXPORT 1-1.2.3", b"RULES", b"READY"]),  # valid, if the descriptors are
+    st.sampled_from([b"EXPORT 17-1", b"EXPORT 1-1.2.3", b"RULES", b"READY", b"PING"]),  # valid, if the descriptors are
     st.binary(max_size=300),
     st.lists(_WORDS, min_size=1, max_size=4).map(b" ".join),
     st.builds(lambda busid: b"EXPORT " + busid, st.from_regex(rb"\A[0-9a-z./-]{1,40}\Z")),
@@ -378,7 +480,7 @@ _KINDS = st.lists(st.sampled_from(["tcp", "pipe", "udp", "listening", "unconnect
 @given(data=_MESSAGES, kinds=_KINDS)
 def test_fuzzed_messages_change_nothing_and_the_monitor_keeps_serving(pair, descriptors, data, kinds):
     pair.driver.exports.clear()
-    pair.rules = pair.ready = 0
+    pair.rules = pair.ready = pair.pings = 0
     fds = [descriptors.make(kind) for kind in kinds]
     before = open_fds()
     try:
@@ -390,7 +492,7 @@ def test_fuzzed_messages_change_nothing_and_the_monitor_keeps_serving(pair, desc
         assert reply == b"OK", (data, kinds, reply)
     else:
         assert reply.startswith(b"ERR invalid "), (data, kinds, reply)
-        assert pair.driver.exports == [] and pair.rules == 0 and pair.ready == 0
+        assert pair.driver.exports == [] and pair.rules == 0 and pair.ready == 0 and pair.pings == 0
     assert pair.exchange(b"EXPORT 17-1", [descriptors.make("tcp")]) == b"OK"
 
 
@@ -565,6 +667,13 @@ def test_the_status_check_sees_every_privilege_left():
     assert "Uid missing" in unprivileged_problem("Name:\tx\n")
 
 
+def test_the_status_check_requires_no_new_privs():
+    """Without no_new_privs a set-uid program the network process ran would give back what the drop took."""
+    assert unprivileged_problem(DROPPED_STATUS.replace("NoNewPrivs:\t1", "NoNewPrivs:\t0")) == "NoNewPrivs 0"
+    assert unprivileged_problem(DROPPED_STATUS.replace("NoNewPrivs:\t1\n", "")) == "NoNewPrivs missing"
+    assert "NoNewPrivs missing" in unprivileged_problem(ROOT_STATUS)
+
+
 def test_a_late_reply_then_the_end_of_the_stream_is_seen_as_a_gone_monitor(pair, descriptors):
     channel = Channel(pair.ours, timeout=0.05)
     with pytest.raises(ChannelError, match="did not answer"):
@@ -589,11 +698,14 @@ class Notifier:
         return sum(1 for message in self.sent if assignment in message.split("\n"))
 
 
-def _network(channel_socket, ready_fd) -> int:
-    """The network process of these tests: READY, then idle until signalled (SIGTERM's default action)."""
-    Channel(channel_socket, timeout=5).call("READY")
+def _network(channel_socket, ready_fd, ping_seconds) -> int:
+    """The network process of these tests: READY, then idle (or PING on time) until signalled."""
+    channel = Channel(channel_socket, timeout=5)
+    channel.call("READY")
     while True:
-        time.sleep(1)
+        time.sleep(ping_seconds or 1)
+        if ping_seconds:
+            channel.call("PING")
 
 
 def _service(**kw) -> Service:
@@ -605,11 +717,19 @@ def _service(**kw) -> Service:
 
 
 def _drive(steps) -> threading.Thread:
-    """Run ``steps`` (callables) one after the other on a thread, beside the monitor's loop."""
+    """Run ``steps`` (callables) one after the other on a thread, beside the monitor's loop.
+
+    A step that fails stops the monitor (SIGTERM), so that a failing test ends; ``thread.failed`` holds the error.
+    """
     def run():
-        for step in steps:
-            step()
+        try:
+            for step in steps:
+                step()
+        except BaseException as err:  # noqa: B036 - reported by the test, after the monitor stopped
+            thread.failed.append(err)
+            os.kill(os.getpid(), signal.SIGTERM)
     thread = threading.Thread(target=run, daemon=True)
+    thread.failed = []
     thread.start()
     return thread
 
@@ -690,6 +810,117 @@ def test_a_network_process_that_dies_fails_the_monitor():
     assert monitor.run(_service()) == 1
     thread.join(5)
     assert _children() == []
+
+
+def test_a_reload_refused_before_the_network_process_serves_waits_for_it_to_say_ready():
+    """READY=1 ends a reload for systemd: it must not come while the running process is still starting."""
+    notifier = Notifier()
+    go_read, go_write = os.pipe()
+
+    def slow_network(channel_socket, ready_fd, ping_seconds) -> int:
+        os.read(go_read, 1)  # READY only once the test says so
+        return _network(channel_socket, ready_fd, ping_seconds)
+
+    def broken_load():
+        raise UsbipError("planted")
+
+    first = _service()
+    first.network = slow_network
+    monitor = Monitor(broken_load, notifier, stop_seconds=2)
+    thread = _drive([
+        lambda: _until(lambda: len(_children()) == 1),
+        lambda: os.kill(os.getpid(), signal.SIGHUP),
+        lambda: _until(lambda: notifier.count("RELOADING=1") == 1),
+        lambda: time.sleep(0.2),  # the refusal is logged by now: a premature READY=1 would be sent
+        lambda: os.write(go_write, b"g"),
+        lambda: _until(lambda: notifier.count("READY=1") >= 1),
+        lambda: time.sleep(0.1),
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+    ])
+    try:
+        assert monitor.run(first) == 0
+    finally:
+        thread.join(5)
+        assert thread.failed == []
+        os.close(go_read)
+        os.close(go_write)
+    ready = [message for message in notifier.sent if "READY=1" in message.split("\n")]
+    assert len(ready) == 1 and "STATUS=serving" in ready[0], notifier.sent  # told by the process that serves
+    assert notifier.sent.index(ready[0]) > notifier.sent.index("RELOADING=1")
+
+
+def test_a_flood_of_rules_requests_makes_one_pass_at_once_and_one_at_the_end_of_the_interval():
+    passes = []
+
+    def flooding_network(channel_socket, ready_fd, ping_seconds) -> int:
+        channel = Channel(channel_socket, timeout=5)
+        channel.call("READY")
+        for _request in range(200):
+            channel.call("RULES")
+        while True:
+            time.sleep(1)
+
+    service = _service()
+    service.network = flooding_network
+    service.apply_rules = lambda: passes.append(time.monotonic())
+    notifier = Notifier()
+    monitor = Monitor(_service, notifier, stop_seconds=2, rules_interval=0.3)
+    thread = _drive([
+        lambda: _until(lambda: len(passes) >= 3),
+        lambda: time.sleep(0.7),  # two more intervals: no pass is left to come
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+    ])
+    assert monitor.run(service) == 0
+    thread.join(5)
+    assert thread.failed == []
+    assert len(passes) == 3, passes  # at start, the first request, one for the 199 others
+    assert passes[2] - passes[1] >= 0.3 - 0.01
+
+
+def test_the_watchdog_is_fed_by_the_network_process_pings_and_starves_when_it_hangs():
+    notifier = Notifier()
+    monitor = Monitor(_service, notifier, stop_seconds=2, watchdog_seconds=0.3)  # a PING every 0.1 s
+    seen = {}
+
+    def hang_and_count():
+        child = _children()[0]
+        os.kill(child, signal.SIGSTOP)  # its loop is stuck
+        try:
+            time.sleep(0.15)
+            before = notifier.count("WATCHDOG=1")
+            time.sleep(0.6)
+            seen["while hung"] = notifier.count("WATCHDOG=1") - before
+        finally:
+            os.kill(child, signal.SIGCONT)
+
+    thread = _drive([
+        lambda: _until(lambda: notifier.count("WATCHDOG=1") >= 3),
+        hang_and_count,
+        lambda: seen.setdefault("resumed", notifier.count("WATCHDOG=1")),
+        lambda: _until(lambda: notifier.count("WATCHDOG=1") > seen["resumed"]),
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+    ])
+    assert monitor.run(_service()) == 0
+    thread.join(5)
+    assert thread.failed == []
+    assert seen["while hung"] == 0
+    first_ready = next(i for i, m in enumerate(notifier.sent) if "READY=1" in m.split("\n"))
+    assert all(i > first_ready for i, m in enumerate(notifier.sent) if m == "WATCHDOG=1")  # only once serving
+
+
+def test_without_a_watchdog_the_network_process_does_not_ping():
+    notifier = Notifier()
+    monitor = Monitor(_service, notifier, stop_seconds=2)
+    assert monitor.ping_seconds is None
+    thread = _drive([
+        lambda: _until(lambda: notifier.count("READY=1") == 1),
+        lambda: time.sleep(0.3),
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+    ])
+    assert monitor.run(_service()) == 0
+    thread.join(5)
+    assert thread.failed == []
+    assert notifier.count("WATCHDOG=1") == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")

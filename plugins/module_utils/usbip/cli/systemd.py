@@ -56,6 +56,29 @@ def reloading() -> bool:
     return notify("RELOADING=1", "MONOTONIC_USEC=%d" % monotonic_usec())
 
 
+def watchdog_seconds(environ: Optional[dict] = None, pid: Optional[int] = None) -> Optional[float]:
+    """systemd's watchdog interval for this process (``WatchdogSec=``), in seconds; None without one.
+
+    systemd sets ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``, the process it
+    means) when the unit has ``WatchdogSec=``; the service then owes it a
+    ``WATCHDOG=1`` within every interval, or is restarted. A value that is
+    not a positive number of microseconds, or that is meant for another
+    process, counts as none (``sd_watchdog_enabled(3)``).
+    """
+    env = os.environ if environ is None else environ
+    usec = env.get("WATCHDOG_USEC", "")
+    meant_for = env.get("WATCHDOG_PID", "")
+    if not _decimal(usec) or int(usec) == 0:
+        return None
+    if meant_for and (not _decimal(meant_for) or int(meant_for) != (os.getpid() if pid is None else pid)):
+        return None
+    return int(usec) / 1e6
+
+
+def _decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def stderr_is_journal(environ: Optional[dict] = None) -> bool:
     """Whether stderr is systemd's journal stream, so that ``<N>`` priority prefixes are understood.
 

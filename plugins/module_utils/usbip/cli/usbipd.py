@@ -227,6 +227,7 @@ def load_service(args):
     """
     from ..daemon import exports, process  # noqa: PLC0415
     from ..daemon.catalog import exporter_for  # noqa: PLC0415
+    from ..net.server import allows  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
     from ..sysfs.host import HostDriver  # noqa: PLC0415
 
@@ -253,7 +254,8 @@ def load_service(args):
     return process.Service(
         exporter=exporter, modes=modes, apply_rules=apply_rules, account=who,
         network=functools.partial(_network, options, exporter, rules, sysfs, who),
-        description="%s-mode devices" % exporter.mode, close=release)
+        description="%s-mode devices" % exporter.mode, close=release,
+        peer_allowed=functools.partial(allows, tuple(options.allow)))
 
 
 def serve(args, service) -> int:
@@ -270,7 +272,8 @@ def serve(args, service) -> int:
         service.release()
         raise
     try:
-        return Monitor(lambda: load_service(args), systemd, ready_fd).run(service)
+        return Monitor(lambda: load_service(args), systemd, ready_fd,
+                       watchdog_seconds=systemd.watchdog_seconds()).run(service)
     finally:
         if args.pid:
             try:
@@ -279,7 +282,8 @@ def serve(args, service) -> int:
                 pass
 
 
-def _network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optional[int]) -> int:
+def _network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optional[int],
+             ping_seconds: Optional[float] = None) -> int:
     """The network process: bind, drop privileges, serve; returns its exit status.
 
     Runs in the child the monitor forked. Everything it will import is
@@ -288,12 +292,13 @@ def _network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optio
     """
     _after_fork()
     try:
-        return _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd)
+        return _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd, ping_seconds)
     finally:
         _stop_logging()
 
 
-def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optional[int]) -> int:
+def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: Optional[int],
+                 ping_seconds: Optional[float] = None) -> int:
     import asyncio  # noqa: PLC0415 - imported before the drop
 
     from ..daemon import process  # noqa: PLC0415
@@ -326,15 +331,16 @@ def _run_network(options, driver, rules, sysfs, who, channel_socket, ready_fd: O
         if who is not None:
             process.drop_privileges(who)
             process.require_readable([sysfs.real("/sys")], who)
-        asyncio.run(_serve_network(server, channel, driver, rules, send_rules, starter))
+        asyncio.run(_serve_network(server, channel, driver, rules, send_rules, starter, ping_seconds))
     except UsbipError as err:
         log.error("%s", describe(err))
         _tell_starter(starter[0], err)
         return EXIT_FAILURE
-    return EXIT_FAILURE if channel.broken is not None else EXIT_OK
+    return EXIT_OK
 
 
-async def _serve_network(server, channel, driver, rules, send_rules, starter: List[Optional[int]]) -> None:
+async def _serve_network(server, channel, driver, rules, send_rules, starter: List[Optional[int]],
+                         ping_seconds: Optional[float] = None) -> None:
     import asyncio  # noqa: PLC0415
 
     from ..daemon.privsep import READY  # noqa: PLC0415
@@ -362,6 +368,8 @@ async def _serve_network(server, channel, driver, rules, send_rules, starter: Li
     tasks = [asyncio.ensure_future(server.serve_forever())]
     if rules and not server.watcher.watching:
         tasks.append(asyncio.ensure_future(_poll_rules(send_rules)))
+    if ping_seconds:
+        tasks.append(asyncio.ensure_future(_ping(channel, ping_seconds)))
     await stop.wait()
     server.close()  # no new connection from here on
     deadline = loop.time() + DRAIN_SECONDS
@@ -417,6 +425,23 @@ def _preload(options) -> None:
                 probe.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
             except OSError:
                 pass
+
+
+async def _ping(channel, every: float) -> None:
+    """Tell the monitor every ``every`` seconds that this event loop runs: it feeds systemd's watchdog on each.
+
+    A call that fails breaks the channel, which stops this process (``on_broken``).
+    """
+    import asyncio  # noqa: PLC0415
+
+    from ..daemon.privsep import PING  # noqa: PLC0415
+
+    while not channel.gone:
+        await asyncio.sleep(every)
+        try:
+            channel.call(PING)
+        except UsbipError:
+            return
 
 
 async def _poll_rules(apply_rules) -> None:

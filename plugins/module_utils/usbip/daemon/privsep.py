@@ -63,17 +63,21 @@ MAX_MESSAGE = 256
 #: Descriptors read from one message at most (more are dropped by the kernel); any count
 #: other than the operation's is refused, and every descriptor received is closed.
 MAX_RECEIVED_FDS = 8
-#: Seconds the network process waits for a reply before it answers its client ST_NA.
+#: Seconds the network process waits for a reply before it answers its client ST_NA and breaks the channel.
 CALL_TIMEOUT = 10.0
+#: The monitor applies the export rules at most once in this many seconds, whatever the network process asks.
+RULES_INTERVAL = 1.0
 
 EXPORT = "EXPORT"
 RULES = "RULES"
 READY = "READY"
+PING = "PING"
 #: The closed set of requests: operation -> (number of arguments, number of descriptors).
 OPERATIONS: Dict[str, Tuple[int, int]] = {
     EXPORT: (1, 1),  # EXPORT <busid> + the client's connected TCP socket
     RULES: (0, 0),  # re-apply the export rules (the network process saw a hotplug)
     READY: (0, 0),  # the network process listens on every socket and serves
+    PING: (0, 0),  # the network process's event loop is alive (the monitor feeds systemd's watchdog)
 }
 
 #: Error kinds of an ``ERR`` reply, most specific first, and the class raised again on the network side.
@@ -185,19 +189,44 @@ class Dispatcher:
 
     ``exporter`` is the real driver (or both); ``modes`` the modes served, so
     that a busid of another mode is refused before any sysfs path is built;
-    ``apply_rules`` and ``on_ready`` carry out ``RULES`` and ``READY``.
-    Nothing a message holds can raise out of :meth:`receive`.
+    ``peer_allowed(address)`` is the daemon's allow-list as the monitor's
+    configuration has it (the server's own check, handed in by the command
+    line), so that an exported socket's peer is judged again here;
+    ``apply_rules``, ``on_ready`` and ``on_ping`` carry out ``RULES``,
+    ``READY`` and ``PING``. Nothing a message holds can raise out of
+    :meth:`receive`.
+
+    ``RULES`` rescans sysfs, and a network process that was taken over could
+    ask for it in a loop. So the monitor (:class:`usbip.daemon.process.Monitor`)
+    gives a ``rules_interval`` (:data:`RULES_INTERVAL`; 0, the default, is no
+    limit) and the rules are applied at most once per
+    ``rules_interval``: a request after that long is carried out at once and
+    answered with its outcome; a request inside the interval is answered
+    ``OK`` at once and coalesced with any others into one pass when the
+    interval ends (:meth:`due`, :meth:`run_due`, called by the monitor's
+    loop), whose failure is logged. A device plugged in during the interval
+    is therefore still bound, one interval later at most.
     """
 
     def __init__(self, exporter, modes: Sequence[str], apply_rules: Callable[[], object],
-                 on_ready: Callable[[], object], clock: Callable[[], float] = time.monotonic) -> None:
+                 on_ready: Callable[[], object], clock: Callable[[], float] = time.monotonic,
+                 on_ping: Callable[[], object] = lambda: None,
+                 peer_allowed: Callable[[Tuple], bool] = lambda address: True,
+                 rules_interval: float = 0.0) -> None:
         self.exporter = exporter
         self.modes = frozenset(modes)
         self.apply_rules = apply_rules
         self.on_ready = on_ready
+        self.on_ping = on_ping
+        self.peer_allowed = peer_allowed
+        self.clock = clock
+        self.rules_interval = rules_interval
+        #: When the rules were last applied on a request, and when a coalesced pass is due (None: none is).
+        self.rules_applied: Optional[float] = None
+        self.rules_due: Optional[float] = None
         #: Refusals are logged five at most every ten seconds: a taken-over network process must not fill the journal.
         self.throttle = LogThrottle(log, interval=10.0, burst=5, clock=clock)
-        self.stats = {"handled": 0, "refused": 0, "exported": 0}
+        self.stats = {"handled": 0, "refused": 0, "exported": 0, "rules": 0, "rules_coalesced": 0}
 
     def receive(self, sock: socket.socket) -> bool:
         """Serve the message waiting on ``sock``; False once the other end is gone."""
@@ -249,7 +278,9 @@ class Dispatcher:
         """Each operation checks its own arguments here, then acts."""
         if request.op == EXPORT:
             busid = self._served_busid(request.args[0])
-            check_tcp_connection(fds[0])
+            peer = check_tcp_connection(fds[0])
+            if not self.peer_allowed(peer):
+                raise Refused("the socket's peer %s is not in the allowed client networks" % (peer[0],))
             try:
                 self.exporter.export(busid, fds[0])
             except UsbipError as err:
@@ -258,16 +289,51 @@ class Dispatcher:
             self.stats["exported"] += 1
             return encode_reply()
         if request.op == RULES:
-            try:
-                self.apply_rules()
-            except UsbipError as err:
-                log.warning("export rules: %s", err)
-                return encode_reply(err)
-            return encode_reply()
+            now = self.clock()
+            if self.rules_due is None and self.rules_applied is not None and \
+                    now - self.rules_applied < self.rules_interval:
+                self.rules_due = self.rules_applied + self.rules_interval
+            if self.rules_due is not None:
+                self.stats["rules_coalesced"] += 1
+                return encode_reply()  # carried out with the others when the interval ends
+            error = self._apply_rules(now)
+            return encode_reply(error)
         if request.op == READY:
             self.on_ready()
             return encode_reply()
+        if request.op == PING:
+            self.on_ping()
+            return encode_reply()
         raise Refused("unknown operation %s" % _clip(request.op))  # an OPERATIONS entry without its branch
+
+    def due(self) -> Optional[float]:
+        """When a coalesced ``RULES`` pass is due (a :func:`time.monotonic` time), or None."""
+        return self.rules_due
+
+    def run_due(self) -> None:
+        """Carry out the coalesced ``RULES`` pass if its time has come."""
+        if self.rules_due is not None and self.clock() >= self.rules_due:
+            self.rules_due = None
+            try:
+                self._apply_rules(self.clock())
+            except Exception as err:  # noqa: BLE001 - the monitor must outlive a bug in the rules
+                self.throttle.event("internal errors serving the network process were not logged", logging.WARNING,
+                                    "internal error applying the export rules: %s", err, exc_info=True)
+
+    def cancel_due(self) -> None:
+        """Forget a coalesced pass (the network process that asked for it is being replaced)."""
+        self.rules_due = None
+
+    def _apply_rules(self, now: float) -> Optional[UsbipError]:
+        self.rules_applied = now
+        self.stats["rules"] += 1
+        try:
+            self.apply_rules()
+        except UsbipError as err:
+            self.throttle.event("failures of the export rules were not logged", logging.WARNING,
+                                "export rules: %s", err)
+            return err
+        return None
 
     def _served_busid(self, value: str) -> str:
         try:
@@ -280,8 +346,11 @@ class Dispatcher:
         return busid
 
 
-def check_tcp_connection(fd: int) -> None:
-    """Refuse anything but a connected TCP socket (IPv4 or IPv6): what the kernel may serve a device on."""
+def check_tcp_connection(fd: int) -> Tuple:
+    """Refuse anything but a connected TCP socket (IPv4 or IPv6): what the kernel may serve a device on.
+
+    Returns the socket's peer address (``getpeername``).
+    """
     try:
         mode = os.fstat(fd).st_mode
     except OSError as err:
@@ -301,7 +370,7 @@ def check_tcp_connection(fd: int) -> None:
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
             raise Refused("the socket is a listening one")
         try:
-            sock.getpeername()
+            return sock.getpeername()
         except OSError:
             raise Refused("the socket is not connected") from None
     except OSError as err:

@@ -19,9 +19,17 @@ Lifecycle, as systemd sees the monitor (the main PID):
 * SIGTERM, SIGINT: forwarded, both exit 0;
 * SIGHUP: ``RELOADING=1``; the configuration is loaded again by the code that
   loaded it at start; an error is one log line and the running process is
-  kept; otherwise the rules are applied, the running network process stops
-  listening, finishes what is in flight and exits, and a new one starts
-  (``READY=1`` once it serves). Exports already in the kernel are untouched.
+  kept (``READY=1`` again once that process serves: at once, unless it is
+  itself still starting); otherwise the rules are applied, the running
+  network process stops listening, finishes what is in flight and exits, and
+  a new one starts (``READY=1`` once it serves). Exports already in the
+  kernel are untouched.
+* with ``WatchdogSec=`` (``WATCHDOG_USEC`` in the environment): the network
+  process sends ``PING`` every third of that interval and the monitor sends
+  ``WATCHDOG=1`` for each one it answers. The channel is the network
+  process's to speak on first, so a stuck event loop (or a stuck monitor)
+  stops the pings, systemd sees no ``WATCHDOG=1`` within the interval and
+  restarts the service.
 
 Started by another user the monitor cannot drop anything: the same two
 processes run, the network process keeping the caller's uid.
@@ -40,7 +48,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import UsbipError
-from .privsep import Dispatcher
+from .privsep import RULES_INTERVAL, Dispatcher
 
 log = logging.getLogger("usbipd")
 
@@ -52,6 +60,8 @@ FALLBACK_ACCOUNT = "nobody"
 STOP_SECONDS = 5.0
 #: <linux/prctl.h>
 PR_SET_NO_NEW_PRIVS = 38
+#: The shortest interval between two PINGs of the network process, whatever the watchdog interval.
+MIN_PING_SECONDS = 0.05
 #: Signals the monitor acts on; blocked across a fork so that the child never runs the monitor's handlers.
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
@@ -151,7 +161,12 @@ def no_new_privs(prctl: Optional[Callable[..., int]] = None) -> bool:
 
 
 def unprivileged_problem(status: str) -> Optional[str]:
-    """What in a ``/proc/<pid>/status`` text shows privilege (uid or gid 0, a group, a capability), or None."""
+    """What in a ``/proc/<pid>/status`` text shows privilege, or None.
+
+    Privilege is a uid or gid 0, a supplementary group, a capability, or
+    ``NoNewPrivs`` other than 1 (without it, a set-uid program the process
+    ran would gain what the drop took away).
+    """
     fields = {}
     for line in status.splitlines():
         key, sep, value = line.partition(":")
@@ -173,6 +188,8 @@ def unprivileged_problem(status: str) -> Optional[str]:
                 problems.append("%s %s" % (key, value[0]))
         except (ValueError, IndexError):
             problems.append("%s %s" % (key, " ".join(value)))
+    if fields.get("NoNewPrivs") != ["1"]:
+        problems.append("NoNewPrivs %s" % " ".join(fields.get("NoNewPrivs") or ["missing"]))
     return ", ".join(problems) or None
 
 
@@ -189,16 +206,20 @@ def require_readable(paths: Sequence[str], who: Account) -> None:
 class Service:
     """One loaded configuration: what the monitor needs to run a network process with it.
 
-    ``network(channel, ready_fd)`` is the body of the network process (it
-    returns the exit status); ``account`` is None when there is nothing to
-    drop (not started as root).
+    ``network(channel, ready_fd, ping_seconds)`` is the body of the network
+    process (it returns the exit status; it sends ``PING`` every
+    ``ping_seconds`` unless that is None); ``account`` is None when there is
+    nothing to drop (not started as root); ``peer_allowed(address)`` says
+    whether the configuration's allow-list admits a client address (checked
+    again on every ``EXPORT``).
     """
 
     exporter: Any
     modes: Sequence[str]
     apply_rules: Callable[[], object]
-    network: Callable[[socket.socket, Optional[int]], int]
+    network: Callable[[socket.socket, Optional[int], Optional[float]], int]
     account: Optional[Account] = None
+    peer_allowed: Callable[[Any], bool] = lambda address: True
     description: str = ""
     #: Releases what the configuration holds (the TLS context and its key log); called once, by :meth:`release`.
     close: Callable[[], object] = lambda: None
@@ -239,15 +260,22 @@ class Monitor:
     ``load()`` builds a :class:`Service` from the configuration, the code run
     at start; ``notifier`` has ``notify(*assignments)`` and ``reloading()``
     (``usbip.cli.systemd``); ``ready_fd``, with ``-D``, is the pipe the
-    starting process waits on (``ready`` is written to it once serving).
+    starting process waits on (``ready`` is written to it once serving);
+    ``watchdog_seconds`` is systemd's watchdog interval (None: no watchdog);
+    ``rules_interval`` bounds how often a network process makes the rules
+    apply (see :class:`usbip.daemon.privsep.Dispatcher`).
     """
 
     def __init__(self, load: Callable[[], Service], notifier: Any, ready_fd: Optional[int] = None,
-                 stop_seconds: float = STOP_SECONDS) -> None:
+                 stop_seconds: float = STOP_SECONDS, watchdog_seconds: Optional[float] = None,
+                 rules_interval: float = RULES_INTERVAL) -> None:
         self.load = load
         self.notifier = notifier
         self.ready_fd = ready_fd
         self.stop_seconds = stop_seconds
+        self.rules_interval = rules_interval
+        #: How often the network process sends PING: a third of the watchdog interval, None without one.
+        self.ping_seconds = max(MIN_PING_SECONDS, watchdog_seconds / 3) if watchdog_seconds else None
         self.children: Dict[int, _Child] = {}
         self.current: Optional[_Child] = None
         self.pending: Optional[Service] = None
@@ -276,6 +304,9 @@ class Monitor:
                     else:
                         self._message(key.data)
                 self._enforce_deadlines()
+                for child in list(self.children.values()):
+                    if child.deadline is None:
+                        child.dispatcher.run_due()
             return self.status
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -297,6 +328,8 @@ class Monitor:
 
     def _timeout(self) -> Optional[float]:
         deadlines = [c.deadline for c in self.children.values() if c.deadline is not None and not c.killed]
+        deadlines += [c.dispatcher.due() for c in self.children.values()
+                      if c.deadline is None and c.dispatcher.due() is not None]
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     # -- the network process -------------------------------------------------------------
@@ -315,7 +348,7 @@ class Monitor:
             status = 1
             try:
                 self._forget_in_child(ours, blocked)
-                status = service.network(theirs, self.ready_fd)
+                status = service.network(theirs, self.ready_fd, self.ping_seconds)
             except SystemExit as done:
                 status = done.code if isinstance(done.code, int) else 1
             except BaseException:  # noqa: B036 - the child must reach os._exit, whatever happens
@@ -329,7 +362,8 @@ class Monitor:
         self._spawned.append(service)
         child = _Child(pid, ours, service, None)
         child.dispatcher = Dispatcher(service.exporter, service.modes, service.apply_rules,
-                                      lambda: self._ready(child))
+                                      lambda: self._ready(child), on_ping=lambda: self._pinged(child),
+                                      peer_allowed=service.peer_allowed, rules_interval=self.rules_interval)
         self.children[pid] = child
         self.selector.register(ours, selectors.EVENT_READ, child)
         log.debug("network process %d started%s", pid,
@@ -368,6 +402,11 @@ class Monitor:
             except OSError:
                 pass
             self._close_ready_fd()
+
+    def _pinged(self, child: _Child) -> None:
+        """A PING answered: the serving network process's loop runs, and so does this one's."""
+        if child is self.current and child.ready and not self.stopping:
+            self.notifier.notify("WATCHDOG=1")
 
     def _close_ready_fd(self) -> None:
         if self.ready_fd is not None:
@@ -452,6 +491,7 @@ class Monitor:
     def _terminate(self, child: _Child) -> None:
         if child.deadline is None:
             child.deadline = time.monotonic() + self.stop_seconds
+            child.dispatcher.cancel_due()  # the rules of a network process on its way out are not applied later
             self._kill(child, signal.SIGTERM)
 
     def _enforce_deadlines(self) -> None:
@@ -483,7 +523,10 @@ class Monitor:
             if service is not None:
                 service.release()
             log.error("reload refused, still serving the previous configuration: %s", err)
-            self.notifier.notify("READY=1")
+            # READY=1 ends the reload for systemd. If the running network process has not said READY yet (a
+            # reload early in the start, or right after another reload), _ready sends it once that process serves.
+            if self.current is not None and self.current.ready:
+                self.notifier.notify("READY=1")
             return
         log.info("reloading: a new network process takes over")
         if self.pending is not None:

@@ -112,6 +112,19 @@ def _client_address(peer) -> Optional[ipaddress._BaseAddress]:  # noqa: SLF001
     return address
 
 
+def allows(allow: Sequence[Network], peer) -> bool:
+    """Whether the allow-list ``allow`` admits ``peer`` (a socket's peer address): everyone when it is empty.
+
+    The one check of a client against ``allow``: the server applies it as
+    a connection comes in, and usbipd's monitor again to every socket it is
+    asked to export. An IPv4-mapped IPv6 peer is judged as its IPv4 address.
+    """
+    if not allow:
+        return True
+    address = _client_address(peer)
+    return address is not None and any(address in net for net in allow)
+
+
 #: Parsed client addresses by peer host string: a busy server sees the same few over and over.
 _ADDRESSES: Dict[object, Optional[ipaddress._BaseAddress]] = {}  # noqa: SLF001
 #: OP_REQ_DEVLIST, the one request that comes whole in one segment nearly always.
@@ -326,9 +339,9 @@ class UsbipServer:
         The allow-list judges the address itself; ``max_per_client`` counts
         the connections of the client's network (:meth:`client_network`).
         """
-        address = _client_address(peer)
-        if self.options.allow and (address is None or not any(address in net for net in self.options.allow)):
+        if not allows(self.options.allow, peer):
             return "not in the allowed client networks"
+        address = _client_address(peer)
         if self.active >= self.options.max_connections:
             return "too many connections (%d)" % self.options.max_connections
         if self.connections.get(self.client_network(address), 0) >= self.options.max_per_client:
