@@ -122,7 +122,7 @@ def build(release: str, cache_dir: str) -> str:
         order.append(name)
     cpio.add("mods/order", stat.S_IFREG | 0o644, ("\n".join(order) + "\n").encode())
     cpio.add("init", stat.S_IFREG | 0o755, init)
-    tmp = out + ".tmp"
+    tmp = "%s.%d.tmp" % (out, os.getpid())  # two lab runs at once each write their own
     with open(tmp, "wb") as f:
         f.write(gzip.compress(cpio.finish(), compresslevel=1))
     os.replace(tmp, out)
