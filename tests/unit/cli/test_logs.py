@@ -193,6 +193,85 @@ def test_after_fork_while_the_parents_writer_is_blocked_on_a_full_pipe():
     assert len(lines) == 1002
 
 
+#: The writer blocked in the middle of a write to a buffered stream (a pipe nobody reads yet) while the main
+#: thread forks. The stream's own lock is held by the writer thread during that write; a child forked then
+#: would inherit it held by a thread it does not have, and its first line would wait forever.
+FORK_MID_WRITE = r"""
+import os, sys, threading, time
+from usbip.cli import logs
+read_end, write_end = os.pipe()
+stream = open(write_end, "w")  # a text stream over a BufferedWriter, which locks while it writes
+log = logs.setup("usbipd", "usbipd", stream=stream)
+for n in range(1000):
+    log.info("%d %s", n, "z" * 200)  # 200 kB: the pipe holds 64 kB, the writer blocks in write()
+time.sleep(0.3)
+received = []
+def drain():
+    time.sleep(0.5)  # the fork has started waiting (with the fix) or has happened (without it)
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            return
+        received.append(chunk)
+threading.Thread(target=drain, daemon=True).start()
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    logs.after_fork()
+    log.info("child")
+    os._exit(0 if logs.stop(timeout=3) else 3)
+deadline = time.monotonic() + 10
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        code = os.waitstatus_to_exitcode(status)
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        code = "hung"
+        break
+    time.sleep(0.02)
+logs.stop(timeout=10)
+stream.close()
+time.sleep(0.2)
+text = b"".join(received).decode()
+print("child %s, child line %s, fork and child took %.1f s" % (code, "usbipd: info: child" in text.splitlines(),
+                                                              time.monotonic() - started))
+"""
+
+
+def test_a_fork_while_the_writer_is_in_the_middle_of_a_write_leaves_the_child_a_usable_log():
+    env = dict(os.environ, PYTHONPATH=MODULE_UTILS)
+    done = subprocess.run([sys.executable, "-c", FORK_MID_WRITE], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("child 0, child line True"), done.stdout
+
+
+def test_the_fork_lock_is_given_back_in_the_parent_and_new_in_the_child(tmp_path):
+    with open(tmp_path / "log", "w") as stream:
+        log = logs.setup("logs-test", "usbipd", stream=stream)
+        writer = logs._current.writer  # noqa: SLF001
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            free = writer.lock.acquire(blocking=False)  # the copy of the old writer's lock, renewed
+            logs.after_fork()
+            renewed = logs._current.writer.lock.acquire(blocking=False)  # noqa: SLF001
+            os.write(write_end, b"%d%d" % (free, renewed))
+            os._exit(0)
+        os.close(write_end)
+        assert os.read(read_end, 2) == b"11"
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        assert writer.lock.acquire(blocking=False)  # released in the parent
+        writer.lock.release()
+        log.info("after the fork")
+        assert logs.stop()
+    assert (tmp_path / "log").read_text() == "usbipd: info: after the fork\n"
+
+
 def test_run_program_logs_through_the_queue_and_writes_it_out_before_returning(capsys):
     def body(args) -> int:
         log = logging.getLogger("usbipd-test")

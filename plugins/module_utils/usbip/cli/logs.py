@@ -18,6 +18,14 @@ each line starts with its syslog priority (``<4>``, sd-daemon(3)) so that
 The writer is a thread, and threads do not survive ``fork()``: a forked
 child that goes on logging calls :func:`after_fork` first. :func:`stop`
 writes out what is queued (bounded in time) before the program exits.
+
+A fork must also not copy a stream in the middle of a write: the locks a
+buffered stream holds while it writes would be copied held, by a thread the
+child does not have, and the child's first line would wait forever. So the
+writer holds its own lock across each write, and a fork first takes that
+lock (waiting :data:`FORK_WAIT_SECONDS` at most for the line being written),
+forks between two lines, and gives it back in the parent; the child starts
+with a new, free lock.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ SYSLOG_SOCKET = "/dev/log"
 QUEUE_RECORDS = 10000
 #: How long :func:`stop` waits for the writer to write what is queued.
 STOP_SECONDS = 2.0
+#: How long a fork waits for the writer to finish the line it is writing. A log reader stuck for longer
+#: does not stop the fork: the child may then lose its log lines (its writer waits), never its work.
+FORK_WAIT_SECONDS = 5.0
 #: Syslog priorities of the levels (sd-daemon(3) prefixes).
 _PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 _DEBUG_PRIORITY = 7
@@ -100,6 +111,8 @@ class _Writer:
         self.source = source
         self.name = name
         self.reported = source.dropped
+        #: Held across each write, and by a fork (see the module's docstring).
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="log writer", daemon=True)
 
     def start(self) -> None:
@@ -117,7 +130,8 @@ class _Writer:
 
     def _write(self, record: logging.LogRecord) -> None:
         if record.levelno >= self.target.level:
-            self.target.handle(record)
+            with self.lock:
+                self.target.handle(record)
 
     def _report_dropped(self) -> None:
         total = self.source.dropped
@@ -197,7 +211,9 @@ def after_fork() -> None:
 
     Records the parent had queued stay the parent's to write: the child's
     queue starts empty, so no line is written twice. (The handlers' locks are
-    reinitialized in the child by :mod:`logging` itself.)
+    reinitialized in the child by :mod:`logging` itself; the fork happened
+    between two lines, so the stream is not left in the middle of a write,
+    and the new writer has a new, free lock.)
     """
     current = _current
     if current is None:
@@ -207,6 +223,40 @@ def after_fork() -> None:
     current.handler.renew_lock()
     current.writer = _Writer(records, current.target, current.handler, current.logger.name)
     current.writer.start()
+
+
+#: The writer's lock the forking thread took in :func:`_before_fork` (None if none was taken).
+_held_over_fork: Optional[threading.Lock] = None
+
+
+def _before_fork() -> None:
+    """Fork between two lines: wait for the writer to finish the one it writes, and keep it from the next."""
+    global _held_over_fork
+    current = _current
+    if current is not None and current.writer.thread.is_alive():
+        lock = current.writer.lock
+        if lock.acquire(timeout=FORK_WAIT_SECONDS):
+            _held_over_fork = lock
+
+
+def _after_fork_in_parent() -> None:
+    global _held_over_fork
+    lock, _held_over_fork = _held_over_fork, None
+    if lock is not None:
+        lock.release()
+
+
+def _after_fork_in_child() -> None:
+    """The child's copy of the lock is held (by this thread, or by a writer the child does not have): a new one."""
+    global _held_over_fork
+    _held_over_fork = None
+    if _current is not None:
+        _current.writer.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def stop(timeout: float = STOP_SECONDS) -> bool:
