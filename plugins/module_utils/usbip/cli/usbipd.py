@@ -22,13 +22,15 @@ import functools
 import logging
 import os
 import signal
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .. import __version__
 from ..errors import UsbipError
 from .common import EXIT_FAILURE, EXIT_OK, Parser, describe, run_program
 
 DEFAULT_PID_FILE = "/var/run/usbipd.pid"
+#: Present once the kernel's tls module (the record layer USB/IP inside TLS runs on) is loaded.
+TLS_MODULE = "/sys/module/tls"
 RULES_POLL_SECONDS = 5
 #: Seconds a stopping network process lets requests in flight finish after it stopped listening.
 DRAIN_SECONDS = 2.0
@@ -64,6 +66,9 @@ def _parser() -> Parser:
     p.add_argument("--check-config", action="store_true",
                    help="validate the configuration (the file and these options, not the TLS certificates' contents),"
                         " print nothing and exit: 0 if it is valid, 2 with the error")
+    p.add_argument("--check-files", action="store_true",
+                   help="with --check-config: also load the TLS certificate, key and CA as a start would, and fail"
+                        " (exit 2, with the start's error) if they do not load")
     p.add_argument("--syslog", action="store_true", help="log to syslog even in the foreground")
     p.add_argument("-v", "--version", action="version", version="usbipd (usbip.usbip %s, Python)" % __version__)
     return p
@@ -233,6 +238,8 @@ def load_service(args):
 
     config, options, modes = _validated(args)
     release = options.tls.close if options.tls is not None else (lambda: None)
+    if options.tls is not None:
+        _check_tls_module()
     try:
         who = process.account(config.user) if os.geteuid() == 0 else None
         sysfs = Sysfs(os.environ.get("USBIP_SYSFS_ROOT", "/"))
@@ -403,28 +410,50 @@ def _stop_logging() -> None:
 
 
 def _preload(options) -> None:
-    """What the network process would otherwise fetch after the drop, fetched while it is still root.
-
-    Modules imported on first use (pyudev), and with TLS the kernel's tls
-    module: asking an unconnected socket for the TLS upper layer makes a
-    process with CAP_NET_ADMIN load it (then fails: the socket is not
-    connected), which the unprivileged process could not do at its first
-    import over TLS.
-    """
+    """What the network process would otherwise import after the drop (pyudev, on first use), imported as root."""
     try:
         import pyudev  # noqa: PLC0415, F401
     except ImportError:
         pass
-    if options.tls is not None:
-        import socket  # noqa: PLC0415
 
-        from ..net.tls import TCP_ULP  # noqa: PLC0415
 
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
-            except OSError:
-                pass
+def _probe_tls_ulp() -> Optional[int]:
+    """Ask an unconnected TCP socket for the TLS upper layer; the errno it fails with (None if it did not).
+
+    The kernel loads the tls module for the asking process if that process
+    has CAP_NET_ADMIN, then refuses the unconnected socket (ENOTCONN);
+    without the module and the capability it answers ENOENT.
+    """
+    import socket  # noqa: PLC0415
+
+    from ..net.tls import TCP_ULP  # noqa: PLC0415
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+        except OSError as err:
+            return err.errno
+    return None
+
+
+def _check_tls_module(module_path: Optional[str] = None, probe: Optional[Callable[[], Optional[int]]] = None) -> bool:
+    """With TLS configured: is the kernel's tls module there? If not, one warning names ``modprobe tls``.
+
+    Run by hand as root, the probe loads it. Under the unit it cannot: the
+    capability bounding set holds no CAP_NET_ADMIN (and
+    ``ProtectKernelModules=``), so the role loads the module (and lists it
+    in modules-load.d). Without it the daemon still starts, but every import
+    over TLS fails, hence the warning at each start and reload. A built-in
+    tls has no ``/sys/module/tls``: the probe then finds the upper layer.
+    """
+    import errno  # noqa: PLC0415
+
+    module_path = TLS_MODULE if module_path is None else module_path
+    if os.path.exists(module_path) or (probe or _probe_tls_ulp)() != errno.ENOENT:
+        return True
+    log.warning("TLS is configured but the kernel's tls module is not loaded and usbipd may not load it: run"
+                " `modprobe tls` (until then every import over TLS fails)")
+    return False
 
 
 async def _ping(channel, every: float) -> None:
@@ -454,9 +483,25 @@ async def _poll_rules(apply_rules) -> None:
 
 
 def _configure_and_serve(args) -> int:
-    """Validate everything (file and command line) before the kernel is probed; then serve."""
+    """Validate everything (file and command line) before the kernel is probed; then serve.
+
+    ``--check-config --check-files`` also loads the TLS files as a start
+    does; a file that fails is the start's own line, with the exit status of
+    a configuration error (2).
+    """
+    from ..errors import InvalidArgument  # noqa: PLC0415
+
+    if args.check_files and not args.check_config:
+        raise InvalidArgument("--check-files goes with --check-config")
     if args.check_config:
-        _validated(args, load_certificates=False)
+        try:
+            _config, options, _modes = _validated(args, load_certificates=args.check_files)
+        except InvalidArgument:
+            raise
+        except UsbipError as err:  # the TLS files: as a start reports them, as a configuration error
+            raise InvalidArgument(err.args[0], hint=err.hint) from None
+        if options.tls is not None:
+            options.tls.close()
         return EXIT_OK
     return serve(args, load_service(args))
 
