@@ -500,6 +500,8 @@ def test_a_message_the_network_process_did_not_ask_for_breaks_the_channel_and_re
     """Replies carry no sequence number: a stray one (as a late reply would be) is never taken as an answer."""
     daemon = daemons()
     monitor, network = daemon.proc.pid, daemon.network_pid()
+    # READY=1 comes before the monitor's OK to READY is sent: wait until the network process has read it.
+    daemon.logged("serving host-mode devices")
     try:
         monitors_end = _channel_of(monitor)
     except (OSError, AttributeError) as err:
