@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.device import DeviceStatus, UsbDevice
-from ansible_collections.usbip.usbip.plugins.module_utils.usbip.matching import port_path
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.matching import port_path, remote_port_path
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs import host, names
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import LocalDevice
 
@@ -70,4 +70,6 @@ def remote_device_info(d: UsbDevice) -> Dict[str, Any]:
         interfaces=["%02x/%02x/%02x" % (i.interface_class, i.interface_subclass, i.interface_protocol)
                     for i in d.interfaces],
         path=d.path,
+        # What a match's port_path compares, computed from the path as the server computes its own (None: a gadget).
+        port_path=remote_port_path(d),
     )

@@ -13,6 +13,15 @@ host controller the bus belongs to (``0000:00:14.0``, ``dummy_hcd.0``) and the
 hub port chain below its root hub (``1.4``). It stays the same across reboots
 and driver reloads while the bus number in the busid does not. A bare devpath
 (``1.4``) is accepted too and matches that port on every controller.
+
+A server's device list carries each device's sysfs path and busid, which is
+all :func:`port_path` reads locally: :func:`remote_port_path` computes the
+same string from them, so one ``port_path`` criterion names the same
+physical port on this host and on a server (ours or the C ``usbipd``, which
+send the same path). The serial number is not on the wire: a remote match
+cannot use it. A device-mode gadget (``usbip-vudc.N``) sits behind no host
+controller's port and has no port path: a ``port_path`` criterion never
+accepts it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ T = TypeVar("T")
 
 _USB_ID = re.compile(r"(?:0x)?([0-9a-f]{4})")
 _DEVPATH = re.compile(r"[1-9][0-9]{0,2}(?:\.[1-9][0-9]{0,2}){0,6}")
+_BUSNUM = re.compile(r"[1-9][0-9]{0,2}")
 _CONTROLLER = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _TEXT_MAX = 126  # the longest USB string descriptor the kernel shows
 
@@ -77,12 +87,48 @@ def port_path_criterion(value: object) -> str:
     return text
 
 
+def _port_path_of(path: str, busnum: int, devpath: str) -> str:
+    """``<controller>-<devpath>``: the controller is the sysfs parent of the bus's root hub (``usb<busnum>``)."""
+    parts = path.split("/")
+    root_hub = "usb%d" % busnum
+    controller = parts[parts.index(root_hub) - 1] if root_hub in parts[1:] else root_hub
+    return "%s-%s" % (controller, devpath)
+
+
 def port_path(device: LocalDevice) -> str:
     """``<controller>-<devpath>`` of a local device (see the module docstring)."""
-    parts = device.device.path.split("/")
-    root_hub = "usb%d" % device.device.busnum
-    controller = parts[parts.index(root_hub) - 1] if root_hub in parts[1:] else "usb%d" % device.device.busnum
-    return "%s-%s" % (controller, device.devpath)
+    return _port_path_of(device.device.path, device.device.busnum, device.devpath)
+
+
+def busid_devpath(busid: str, busnum: Optional[int] = None) -> Optional[str]:
+    """The devpath a USB device's busid ends in (``1.4`` of ``3-1.4``); None for a busid of another form.
+
+    The kernel names a USB device ``<busnum>-<devpath>``, so the busid a
+    server sends (or a vhci record keeps) holds the devpath its ``devpath``
+    attribute would show. ``usbip-vudc.0`` (a gadget) has none, and neither
+    has a busid whose bus is not ``busnum`` when that is given.
+    """
+    bus, dash, devpath = busid.partition("-")
+    if not dash or not _BUSNUM.fullmatch(bus) or not _DEVPATH.fullmatch(devpath):
+        return None
+    if busnum is not None and int(bus) != busnum:
+        return None
+    return devpath
+
+
+def remote_port_path(device: UsbDevice) -> Optional[str]:
+    """The port path of a device in a server's list, as :func:`port_path` computes it on the server.
+
+    Read from the record's sysfs path (the controller) and busid (the
+    devpath), which our usbipd and the C one both fill from sysfs. None for
+    a device that is not behind a host controller's port: a usbip-vudc
+    gadget (busid ``usbip-vudc.N``, bus number 0), or a record whose busid
+    does not name its bus.
+    """
+    devpath = busid_devpath(device.busid, device.busnum)
+    if devpath is None:
+        return None
+    return _port_path_of(device.path, device.busnum, devpath)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +154,14 @@ class Match:
         )
 
     @property
+    def answerable_remotely(self) -> bool:
+        """Whether a server's device list can answer this match: it carries the IDs and the port path, no serial."""
+        return self.serial is None
+
+    @property
     def ids_only(self) -> bool:
-        """Whether a remote device list (which carries IDs only) can answer this match."""
-        return self.serial is None and self.port_path is None
+        """The former name of :attr:`answerable_remotely`, from before remote port paths: kept for callers."""
+        return self.answerable_remotely
 
     def accepts(self, device: LocalDevice) -> bool:
         if not self.accepts_ids(device.device):
@@ -118,10 +169,36 @@ class Match:
         if self.serial is not None and device.serial != self.serial:
             return False
         if self.port_path is not None:
-            if "-" in self.port_path:
-                return port_path(device) == self.port_path
-            return device.devpath == self.port_path
+            return self._at_port(port_path(device))
         return True
+
+    def accepts_remote(self, device: UsbDevice) -> bool:
+        """Whether this match takes a device of a server's list; a serial criterion takes none (not on the wire)."""
+        if self.serial is not None or not self.accepts_ids(device):
+            return False
+        if self.port_path is not None:
+            found = remote_port_path(device)
+            return found is not None and self._at_port(found)
+        return True
+
+    def may_have_come_from(self, remote_busid: str) -> bool:
+        """Whether a device attached from the server's ``remote_busid`` can be at this match's port.
+
+        A vhci port's record keeps the server's busid, not its sysfs path: the
+        devpath half of the port path is checked, the controller half cannot
+        be (it is checked when the server lists the device, before the attach).
+        Without a port path criterion every busid can be.
+        """
+        if self.port_path is None:
+            return True
+        devpath = busid_devpath(remote_busid)
+        return devpath is not None and devpath == self.port_path.rpartition("-")[2]
+
+    def _at_port(self, found: str) -> bool:
+        """Whether the port path ``found`` is this match's: the same string, or the same devpath for a bare one."""
+        if "-" in self.port_path:
+            return found == self.port_path
+        return found.rpartition("-")[2] == self.port_path
 
     def accepts_ids(self, device: UsbDevice) -> bool:
         return (self.vendor is None or device.id_vendor == self.vendor) and (
@@ -152,6 +229,11 @@ def describe_remote(device: UsbDevice) -> str:
     return "%s (%s)" % (device.busid, device.usbid)
 
 
+def describe_remote_port(device: UsbDevice) -> str:
+    """:func:`describe_remote` with the port path, for the errors of a match that uses one."""
+    return "%s (%s port_path=%s)" % (device.busid, device.usbid, remote_port_path(device) or "-")
+
+
 def select_one(candidates: Sequence[T], accepts: Callable[[T], bool], describe: Callable[[T], str],
                match: object, where: str) -> T:
     """The one candidate ``accepts`` takes; otherwise an error listing the candidates."""
@@ -170,8 +252,22 @@ def select_local(candidates: Sequence[LocalDevice], match: Match, where: str = "
     return select_one(candidates, match.accepts, describe_local, match, where)
 
 
+def _answerable_remotely(match: Match) -> None:
+    if not match.answerable_remotely:
+        raise InvalidArgument("a server's device list carries no serial number: serial cannot be matched against "
+                              "it (match a remote device by vendor, product and port_path)")
+
+
 def select_remote(candidates: Sequence[UsbDevice], match: Match, where: str) -> UsbDevice:
-    if not match.ids_only:
-        raise InvalidArgument("a server's device list carries vendor and product IDs only: "
-                              "serial and port_path cannot be matched against it")
-    return select_one(candidates, match.accepts_ids, describe_remote, match, where)
+    """The one device of a server's list ``match`` takes; otherwise an error listing the candidates."""
+    _answerable_remotely(match)
+    describe = describe_remote_port if match.port_path is not None else describe_remote
+    return select_one(candidates, match.accepts_remote, describe, match, where)
+
+
+def select_remote_all(candidates: Sequence[UsbDevice], match: Optional[Match]) -> List[UsbDevice]:
+    """Every device of a server's list ``match`` takes (every one without a match), in the server's order."""
+    if match is None:
+        return list(candidates)
+    _answerable_remotely(match)
+    return [c for c in candidates if match.accepts_remote(c)]
