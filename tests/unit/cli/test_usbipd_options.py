@@ -197,8 +197,8 @@ def test_a_bad_allow_entry_is_one_error():
     ([], ["10.76.0.0/16"], ["10.76.0.1"], ["127.0.0.1"]),
     ([], [], ["127.0.0.1", "::1"], []),
 ])
-def test_the_monitor_judges_exported_peers_by_the_allow_list_the_server_applies(tree, tmp_path, monkeypatch, argv,
-                                                                                   file_allow, admitted, refused):
+def test_the_monitor_judges_exported_peers_by_the_allow_list_the_server_applies(
+        tree, tmp_path, monkeypatch, argv, file_allow, admitted, refused):
     """``load_service`` hands the monitor the server's own check over the same list (-a over the file's)."""
     monkeypatch.setenv("USBIP_SYSFS_ROOT", str(tree.root))
     config = tmp_path / "usbipd.yml"
