@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fuzzers of the USB/IP stack (issue 7).
+"""Fuzzers of the USB/IP stack.
 
 Long runs, from the repository root (short runs of the same code are part of
 ``tests/unit/fuzz``, hence of ``make test``)::

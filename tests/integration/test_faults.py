@@ -1,4 +1,4 @@
-"""Faults on the real kernel (issue 7): crashes, cut connections, races, exhaustion.
+"""Faults on the real kernel: crashes, cut connections, races, exhaustion.
 
 Device mode (gadgets on usbip-vudc instances) throughout: every test gets
 instances of its own, and no usbip-host bind/unbind cycle is added to the

@@ -1,4 +1,4 @@
-"""The collection's modules, run by Ansible against the real kernel (issue 4).
+"""The collection's modules, run by Ansible against the real kernel.
 
 One ``ansible-playbook`` run (Ansible takes ~20 s to start in a guest) plays
 every target under ``targets/`` as a role, each in a block whose rescue

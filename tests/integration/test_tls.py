@@ -1,4 +1,4 @@
-"""USB/IP inside TLS 1.3 with the record layer in the kernel (issue 8), on the real kernel.
+"""USB/IP inside TLS 1.3 with the record layer in the kernel, on the real kernel.
 
 One mass-storage gadget is exported by our usbipd on a TLS port and attached by
 our client over TLS: the handshake and the import run in userspace, then both

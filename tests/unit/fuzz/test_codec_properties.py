@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Property tests of every message of the wire codec (issue 7, fuzzing).
+"""Property tests of every message of the wire codec.
 
 * Generated valid messages survive encode -> decode unchanged, through the
   strict decoders and through the incremental readers whatever the chunking.
