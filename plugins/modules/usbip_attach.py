@@ -10,8 +10,10 @@ short_description: Attach a USB device exported by a USB/IP server (client side)
 version_added: "0.1.0"
 description:
   - Imports a device from a USB/IP server and attaches it to a local C(vhci_hcd) port, or detaches it.
-  - The device is chosen by its O(busid) on the server or by a O(match) on vendor and product IDs, resolved
-    against the server's list of available devices.
+  - The device is chosen by its O(busid) on the server or by a O(match) on vendor and product IDs and the
+    server's port path, resolved against the server's list of available devices.
+  - With O(all), every device of the server that O(match) takes (every device the server offers, without
+    O(match)) is attached, one after the other; RV(attached) lists them.
   - Idempotent through the vhci port status and the attachment records in C(/var/run/vhci_hcd), the same records
     the C C(usbip) tool writes. A device already attached from the same server (and bus ID, or with matching
     IDs) is present and the server is not contacted; V(absent) detaches only what matches.
@@ -70,10 +72,13 @@ options:
     type: str
   match:
     description:
-      - Select the device by IDs instead of bus ID; both criteria given must hold.
-      - With O(state=present), a device with these IDs already attached from the server counts as present;
-        otherwise exactly one available device of the server must match.
+      - Select the device by IDs and port path instead of bus ID; every criterion given must hold.
+      - With O(state=present), a device with these IDs (and a bus ID on the server that ends in the port path's
+        devpath) already attached from the server counts as present; otherwise exactly one available device of the
+        server must match (with O(all), every one that matches is attached).
       - With O(state=absent), every device with these IDs attached from the server is detached.
+      - A server's list carries no serial number; a device is told apart from an identical one by
+        O(match.port_path).
       - Mutually exclusive with O(busid).
     type: dict
     suboptions:
@@ -85,6 +90,26 @@ options:
       product:
         description: Product ID, in the same forms as O(match.vendor).
         type: raw
+      port_path:
+        description:
+          - The physical port of the device on the server, V(<controller>-<devpath>) (V(0000:00:14.0-1.4)), computed
+            from the sysfs path the server sends as M(usbip.usbip.usbip_bind) and the server's export rules compute
+            it locally (RV(usbip.usbip.usbip_info#module:remote_devices[].port_path) shows it); a bare devpath
+            (V(1.4)) matches that port on any of the server's controllers.
+          - A device-mode gadget (C(usbip-vudc.N)) has no port path and never matches one.
+        type: str
+  all:
+    description:
+      - Attach every device of the server that O(match) takes, or with no O(match) every device the server offers,
+        instead of exactly one. Devices already attached from the server count as present; the others are
+        attached one after the other.
+      - The single-device return values RV(port), RV(local_busid) and RV(device) are then null and RV(remote)
+        names the server only; RV(attached) holds one result per device.
+      - With O(state=absent), every device attached from the server that O(match) takes (every one without
+        O(match)) is detached.
+      - Not with O(busid).
+    type: bool
+    default: false
   state:
     description:
       - Whether the device is attached.
@@ -152,6 +177,25 @@ EXAMPLES = r"""
     wait_for_driver: true
   become: true
 
+- name: Attach every disk of this model that lab-server offers, now and on each run
+  usbip.usbip.usbip_attach:
+    server: lab-server.example.com
+    all: true
+    match:
+      vendor: "46f4"
+      product: "0001"
+  become: true
+  register: disks
+
+- name: Attach the one of two identical disks plugged into port 1.2 behind the server's hub
+  usbip.usbip.usbip_attach:
+    server: lab-server.example.com
+    match:
+      vendor: "46f4"
+      product: "0001"
+      port_path: "1.2"
+  become: true
+
 - name: Detach whatever this host attached from lab-server with these IDs
   usbip.usbip.usbip_attach:
     server: lab-server.example.com
@@ -203,6 +247,15 @@ detached:
   returned: success and O(state=absent)
   type: list
   elements: dict
+attached:
+  description:
+    - With O(all) and O(state=present), one entry per device the declaration covers, already attached or attached
+      now (in check mode, that would be attached), each with the keys RV(changed), RV(port), RV(local_busid),
+      RV(remote) and RV(device) as a run without O(all) returns them for one device.
+    - Empty when the server offers no device that O(match) takes and none is attached.
+  returned: success, with O(all) and O(state=present)
+  type: list
+  elements: dict
 ports:
   description: The vhci ports in use after the task (in check mode, as found).
   returned: success
@@ -233,6 +286,7 @@ from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import 
     remote_device_info,
 )
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, matching, validate
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.usb import UsbBus
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import KERNEL_MODULE as VHCI_HCD
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.sysfs.vhci import VhciDriver
@@ -265,6 +319,12 @@ def converge(ctx):
                                  else attachments.default_port(bool(tls_params)))
     busid = validate.busid(params["busid"]) if params["busid"] is not None else None
     match = matching.Match.checked(**params["match"]) if params["match"] is not None else None
+    every = bool(params["all"])
+    if every and busid is not None:
+        raise InvalidArgument("all: true attaches every device a match takes (or every device the server offers, "
+                              "without a match): not with busid")
+    if not every and busid is None and match is None:
+        raise InvalidArgument("one of the following is required: busid, match (or all: true)")
     wait_timeout = validate.integer(params["wait_timeout"], "wait_timeout", 1, 3600)
     timeout = validate.integer(params["timeout"], "timeout", 1, 3600)
     header = "vhci ports (attachments from %s:%d)" % (server, tcp_port)
@@ -299,7 +359,9 @@ def converge(ctx):
 
         remote = {"host": server, "port": tcp_port}
         new_line = None
-        if mine:
+        if every:
+            entries = attach_every(ctx, vhci, server, tcp_port, match, mine, timeout, tls)
+        elif mine:
             changed = False
             port = mine[0].imported.port
             remote["busid"] = mine[0].imported.remote_busid
@@ -319,6 +381,8 @@ def converge(ctx):
             else:
                 port = attachments.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
 
+    if every:
+        return every_result(ctx, vhci, entries, before, header, remote, wait_timeout)
     local_busid = None
     local = None
     if port is not None:
@@ -345,6 +409,67 @@ def converge(ctx):
     return result
 
 
+def attach_every(ctx, vhci, server, tcp_port, match, mine, timeout, tls):
+    """With all: the devices already attached (kept) and each one the server offers that the match takes (attached,
+    or in check mode planned); under the attach lock. Entries: changed, vhci port, remote, diff line."""
+    entries = []
+    for a in mine:
+        remote = {"host": server, "port": tcp_port, "busid": a.imported.remote_busid}
+        if a.local is not None:
+            remote.update(id_vendor=hex4(a.local.device.id_vendor), id_product=hex4(a.local.device.id_product))
+        entries.append((False, a.imported.port, remote, None))
+    attached = {a.imported.remote_busid for a in mine}
+    for device in attachments.resolve_all(server, tcp_port, match, timeout, tls):
+        if device.busid in attached:
+            continue
+        remote = {"host": server, "port": tcp_port, "busid": device.busid, "id_vendor": hex4(device.id_vendor),
+                  "id_product": hex4(device.id_product), "device": remote_device_info(device)}
+        if ctx.check_mode:
+            attachments.plan_attach(vhci, server, tcp_port, device.busid)
+            line = "port ? (new): %s:%d/%s -> (would attach)" % (server, tcp_port, device.busid)
+            entries.append((True, None, remote, line))
+        else:
+            port = attachments.attach(server, tcp_port, device.busid, vhci, timeout=timeout, tls=tls).port
+            entries.append((True, port, remote, None))
+    return entries
+
+
+def every_result(ctx, vhci, entries, before, header, remote, wait_timeout):
+    """The result of an all run: one single-device result per entry in attached, the top-level device keys null."""
+    params = ctx.module.params
+    bus = UsbBus(ctx.sysfs)
+    results = []
+    for changed, port, entry_remote, _line in entries:
+        local_busid = local = None
+        if port is not None:
+            if params["wait"] and not ctx.check_mode:
+                local_busid = attachments.wait_enumerated(vhci, port, wait_timeout, params["wait_for_driver"],
+                                                          ctx.sysfs)
+            else:
+                row = next((p for p in vhci.ports() if p.port == port), None)
+                local_busid = row.local_busid if row is not None else None
+            local = attachments.local_device(bus, local_busid) if local_busid else None
+            if local is None:
+                local_busid = None
+        results.append({"changed": changed, "port": port, "local_busid": local_busid, "remote": entry_remote,
+                        "device": local_device_info(local) if local is not None else None})
+    after = before if ctx.check_mode else vhci.imported()
+    new_lines = [line for _changed, _port, _remote, line in entries if line]
+    result = {
+        "changed": any(r["changed"] for r in results),
+        "port": None,
+        "local_busid": None,
+        "remote": remote,
+        "device": None,
+        "attached": results,
+        "ports": [port_info(p) for p in after],
+    }
+    if ctx.diff_mode:
+        result["diff"] = diff(table([port_line(p) for p in before]), table([port_line(p) for p in after] + new_lines),
+                              header)
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -357,7 +482,8 @@ def main():
                 server_name=dict(type="str"),
             )),
             busid=dict(type="str"),
-            match=match_args("vendor", "product"),
+            match=match_args("vendor", "product", "port_path"),
+            all=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=30),
@@ -366,7 +492,6 @@ def main():
             **KERNEL_MODULES_ARGS,
         ),
         mutually_exclusive=[("busid", "match")],
-        required_one_of=[("busid", "match")],
         supports_check_mode=True,
     )
     ctx = Context(module)

@@ -55,6 +55,10 @@ options:
         an address, as M(usbip.usbip.usbip_attach) decides) on the same TCP port, and from the declared bus ID or a
         device the match accepts. A port whose device has not enumerated yet satisfies every match declaration for
         its server (its IDs are unknown; never detach on a guess).
+      - A declaration with O(declared_attachments[].all) is satisfied by every port from its server whose device the
+        match accepts (every port from the server without a match), so none of them is undeclared.
+      - A port path is checked against the server's bus ID the port records (its devpath: the record does not name
+        the server's controller).
     type: list
     elements: dict
     suboptions:
@@ -74,10 +78,11 @@ options:
         type: str
       busid:
         description: Bus ID of the device on the server. Exactly one of O(declared_attachments[].busid) and
-          O(declared_attachments[].match) is required.
+          O(declared_attachments[].match) is required, unless O(declared_attachments[].all) is set.
         type: str
       match:
-        description: Vendor and product IDs of the device, each four hex digits or an integer.
+        description: Vendor and product IDs of the device, each four hex digits or an integer, and its port path on
+          the server.
         type: dict
         suboptions:
           vendor:
@@ -86,6 +91,14 @@ options:
           product:
             description: Product ID.
             type: raw
+          port_path:
+            description: Physical port on the server, V(<controller>-<devpath>) or a bare devpath.
+            type: str
+      all:
+        description: The declaration covers every device of the server its match accepts (every device of the
+          server without a match), as the usbip_client role declares a pool. Not with a bus ID.
+        type: bool
+        default: false
   export_rules:
     description:
       - Export rules, as the usbip_server role declares them; the answer is in RV(export_rules) and
@@ -273,6 +286,7 @@ from ansible_collections.usbip.usbip.plugins.module_utils._usbip_results import 
     status_name,
 )
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip import attachments, validate
+from ansible_collections.usbip.usbip.plugins.module_utils.usbip.errors import InvalidArgument
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.matching import Match
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.net import client
 from ansible_collections.usbip.usbip.plugins.module_utils.usbip.protocol.constants import USBIP_PORT, USBIP_TLS_PORT
@@ -365,15 +379,28 @@ class Declaration:
         default_port = USBIP_TLS_PORT if spec.get("tls") else USBIP_PORT
         self.port = validate.tcp_port(spec["port"] if spec.get("port") is not None else default_port)
         self.busid = spec.get("busid")
+        every = bool(spec.get("all"))
+        if every and self.busid is not None:
+            raise InvalidArgument("all: true declares every device a match accepts (or every device of the server, "
+                                  "without a match): not with busid %s" % self.busid)
+        if not every and self.busid is None and spec.get("match") is None:
+            raise InvalidArgument("one of the following is required: busid, match (or all: true)")
         criteria = _given(spec.get("match"))
-        self.match = None if self.busid is not None else Match.checked(**criteria)
-        self.label = "%s:%d/%s" % (self.server, self.port, self.busid if self.busid is not None else _label(criteria))
+        self.match = None if self.busid is not None or spec.get("match") is None else Match.checked(**criteria)
+        what = self.busid if self.busid is not None else _label(criteria)
+        if every:
+            what = "all" + (" " + what if what else "")
+        self.label = "%s:%d/%s" % (self.server, self.port, what)
 
     def accepts(self, imported, local):
         if imported.remote_port != self.port or not attachments.same_host(imported.host, self.server):
             return False
         if self.busid is not None:
             return imported.remote_busid == self.busid
+        if self.match is None:  # all, without a match: every device of the server
+            return True
+        if not self.match.may_have_come_from(imported.remote_busid):
+            return False
         # A device still enumerating has no IDs yet: it satisfies every match for its server (never detach on a guess).
         return local is None or self.match.accepts_ids(local.device)
 
@@ -460,9 +487,11 @@ def main():
                     tls=dict(type="bool", default=False),
                     server_name=dict(type="str"),
                     busid=dict(type="str"),
-                    match=dict(type="dict", options=dict(vendor=dict(type="raw"), product=dict(type="raw"))),
+                    match=dict(type="dict", options=dict(vendor=dict(type="raw"), product=dict(type="raw"),
+                                                         port_path=dict(type="str"))),
+                    all=dict(type="bool", default=False),
                 ),
-                mutually_exclusive=[["busid", "match"]], required_one_of=[["busid", "match"]]),
+                mutually_exclusive=[["busid", "match"]]),
             export_rules=dict(
                 type="list", elements="dict",
                 options=dict(

@@ -5,8 +5,9 @@
 ``usbip attach``, ``usbip-attachd`` and the ``usbip_attach`` module are thin
 callers of these functions, so that they agree on what counts as already
 attached (the same server under another name, see :func:`same_host`), on how
-a device named by IDs is chosen from a server's list, on the default ports and
-on the TLS endpoint.
+a device named by a match is chosen from a server's list (one by
+:func:`resolve`, every one for an ``all`` declaration by :func:`resolve_all`),
+on the default ports and on the TLS endpoint.
 
 The vhci ports say which ports are in use and the ``port<N>`` records say
 where each device comes from; joined with the local device an attachment
@@ -167,8 +168,11 @@ def find(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None
          match: Optional[Match] = None) -> List[Attachment]:
     """Ports attached from ``host``:``tcp_port``: every one, or those of ``busid``, or those ``match`` accepts.
 
-    A busid decides alone; a match is checked against the local device, so a
-    port whose device has not enumerated yet does not count for it.
+    A busid decides alone; a match's IDs are checked against the local device,
+    so a port whose device has not enumerated yet does not count for it, and
+    its port path against the server's busid the port records (its devpath:
+    the record does not say which of the server's controllers, see
+    :meth:`Match.may_have_come_from`).
     """
     from .sysfs.usb import UsbBus  # noqa: PLC0415
 
@@ -180,7 +184,9 @@ def find(vhci: VhciDriver, host: str, tcp_port: int, busid: Optional[str] = None
         if busid is not None and imported.remote_busid != busid:
             continue
         local = local_device(bus, imported.local_busid)
-        if busid is None and match is not None and (local is None or not match.accepts_ids(local.device)):
+        if busid is None and match is not None and (
+                local is None or not match.accepts_ids(local.device)
+                or not match.may_have_come_from(imported.remote_busid)):
             continue
         found.append(Attachment(imported, local))
     return found
@@ -206,6 +212,19 @@ def resolve(host: str, tcp_port: int, busid: Optional[str] = None, match: Option
         "%s:%d offers no device %s; available: %s" % (
             host, tcp_port, busid, ", ".join(describe_remote(d) for d in available) or "none"),
         hint="bind it on the server (usbip.usbip.usbip_bind); a device in use by a client is not listed")
+
+
+def resolve_all(host: str, tcp_port: int, match: Optional[Match] = None, timeout: Optional[float] = None,
+                tls: Any = None) -> List[UsbDevice]:
+    """Every available device of the server that ``match`` takes (every one without a match), in its order.
+
+    An ``all`` declaration attaches each of them; none is no error (the
+    server may offer one later). ``timeout`` as for :func:`resolve`.
+    """
+    from .matching import select_remote_all  # noqa: PLC0415
+    from .net import client  # noqa: PLC0415
+
+    return select_remote_all(client.list_devices(host, tcp_port, timeout=timeout, tls=tls), match)
 
 
 def attach(host: str, tcp_port: int, busid: str, vhci: VhciDriver, timeout: Optional[float] = None,

@@ -75,7 +75,12 @@ class UsbipdConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Declared:
-    """One declared attachment: a server and a device by busid or by vendor/product."""
+    """One declared attachment: a server and a device by busid or by match (vendor, product, port path).
+
+    With ``all_devices`` (``all: true`` in the file) it declares every device of
+    the server that ``match`` takes, or every device the server offers without
+    a match, those that appear later included.
+    """
 
     server: str
     port: int
@@ -85,9 +90,14 @@ class Declared:
     #: certificate must carry (default: ``server``).
     tls: bool = False
     server_name: Optional[str] = None
+    all_devices: bool = False
 
     def __str__(self) -> str:
-        return "%s%s:%d/%s" % ("tls://" if self.tls else "", self.server, self.port, self.busid or self.match)
+        if self.all_devices:
+            what = "all" + (" %s" % self.match if self.match is not None else "")
+        else:
+            what = str(self.busid or self.match)
+        return "%s%s:%d/%s" % ("tls://" if self.tls else "", self.server, self.port, what)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,8 +338,9 @@ def parse_usbipd(data: object) -> UsbipdConfig:
 ATTACHD_KEYS = ("interval", "retry", "timeout", "tls", "attachments")
 RETRY_KEYS = ("initial", "max")
 CLIENT_TLS_KEYS = ("ca", "cert", "key")
-ATTACHMENT_KEYS = ("server", "port", "busid", "match", "tls", "server_name")
-ATTACHMENT_MATCH_KEYS = ("vendor", "product")
+ATTACHMENT_KEYS = ("server", "port", "busid", "match", "tls", "server_name", "all")
+#: What a server's device list can answer: the IDs and the port path (from the device's sysfs path), no serial.
+ATTACHMENT_MATCH_KEYS = ("vendor", "product", "port_path")
 
 
 def _attachment(value: object, path: str, tls: Optional[ClientTls]) -> Declared:
@@ -337,7 +348,12 @@ def _attachment(value: object, path: str, tls: Optional[ClientTls]) -> Declared:
     if "server" not in entry:
         raise InvalidArgument("%s.server: required: the server's name or address" % path)
     server = _checked(path + ".server", lambda: validate.host(entry["server"], "server"))
-    if ("busid" in entry) == ("match" in entry):
+    every = _boolean(entry["all"], path + ".all") if "all" in entry else False
+    if every:
+        if "busid" in entry:
+            raise InvalidArgument("%s.all: true declares every device a match takes (or every device the server "
+                                  "offers, without a match): not with busid" % path)
+    elif ("busid" in entry) == ("match" in entry):
         raise _fail(path, "exactly one of busid and match", value)
     secure = _boolean(entry["tls"], path + ".tls") if "tls" in entry else False
     if secure and tls is None:
@@ -351,8 +367,16 @@ def _attachment(value: object, path: str, tls: Optional[ClientTls]) -> Declared:
     if "busid" in entry:
         busid = _checked(path + ".busid", lambda: validate.busid(entry["busid"]))
         return Declared(server=server, port=port, busid=busid, tls=secure, server_name=server_name)
-    match = _match(entry["match"], path + ".match", ATTACHMENT_MATCH_KEYS)
-    return Declared(server=server, port=port, match=match, tls=secure, server_name=server_name)
+    match = _remote_match(entry["match"], path + ".match") if "match" in entry else None
+    return Declared(server=server, port=port, match=match, tls=secure, server_name=server_name, all_devices=every)
+
+
+def _remote_match(value: object, path: str) -> Match:
+    """A match against a server's device list; a serial gets its own line: it is not on the wire."""
+    if isinstance(value, dict) and "serial" in value:
+        raise InvalidArgument("%s.serial: a server's device list carries no serial number; match a remote device by "
+                              "%s" % (path, ", ".join(ATTACHMENT_MATCH_KEYS)))
+    return _match(value, path, ATTACHMENT_MATCH_KEYS)
 
 
 def parse_attachd(data: object) -> AttachdConfig:

@@ -8,18 +8,25 @@ from its server and re-attaches it after a network drop, a server restart
 or a reboot of this client, with exponential backoff and one log line per
 attempt. It only ever attaches: a device removed from the declaration is
 detached by the Ansible role (or the operator), and then stays detached.
+
+A declaration with ``all: true`` names a pool rather than a device: every
+device of the server that its match takes (every device the server offers,
+without a match). Each pass lists the server and attaches what the match
+takes and is not attached yet, so a device the server starts offering
+later (plugged in, bound) is attached on the next pass.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
-from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..config import Declared
 from ..errors import UsbipError
@@ -52,6 +59,26 @@ class Postponed(UsbipError):
 
 #: ``hold(wait)``: the attach lock, waited for at most ``wait`` seconds (see :class:`SharedHold`).
 Hold = Callable[[float], ContextManager[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What one attempt of an ``all`` declaration did.
+
+    ``attached``: (server busid, vhci port) of each device it attached;
+    ``failed``: (server busid, error) of each it could not; ``postponed``: why
+    it stopped before its last device (the attach lock stayed with another
+    holder), or None. Nothing attached and nothing failed is a success: what
+    the match takes is attached already, or the server offers none of it.
+    """
+
+    attached: Tuple[Tuple[str, int], ...] = ()
+    failed: Tuple[Tuple[str, str], ...] = ()
+    postponed: Optional[str] = None
+
+
+#: What ``attach(d, hold)`` returns: the vhci port (None: attached meanwhile), or for ``all`` a :class:`Sweep`.
+Outcome = Union[Optional[int], Sweep]
 
 
 class SharedHold:
@@ -154,10 +181,15 @@ class Supervisor:
     declaration's ``timeout``). The attempts of one pass run at once, on up to
     ``workers`` threads, so a server that answers slowly, or a byte at a time,
     delays nobody else; the pass ends when its last attempt does.
+
+    An ``all`` declaration (``d.all_devices``) is never ``present``: the server
+    may offer a new device of it at any time. It has an attempt on every pass
+    (outside its backoff), whose ``attach`` returns a :class:`Sweep`; a sweep
+    that attached nothing and failed nothing logs nothing.
     """
 
     def __init__(self, declared: List[Declared], present: Callable[[Declared], bool],
-                 attach: Callable[[Declared, Hold], Optional[int]], initial: float = 1.0, maximum: float = 8.0,
+                 attach: Callable[[Declared, Hold], Outcome], initial: float = 1.0, maximum: float = 8.0,
                  clock: Callable[[], float] = time.monotonic,
                  lock: Callable[[float], ContextManager[object]] = lambda wait: contextlib.nullcontext(),
                  workers: int = WORKERS) -> None:
@@ -174,7 +206,7 @@ class Supervisor:
         self.attempts: Dict[Declared, int] = {}
 
     def declare(self, declared: List[Declared], present: Callable[[Declared], bool],
-                attach: Callable[[Declared, Hold], Optional[int]], initial: float, maximum: float) -> None:
+                attach: Callable[[Declared, Hold], Outcome], initial: float, maximum: float) -> None:
         """Supervise a new declaration (a reload); what is still declared keeps its backoff."""
         self.declared, self.present, self.attach = declared, present, attach
         self.initial, self.maximum = initial, maximum
@@ -187,7 +219,7 @@ class Supervisor:
         due: List[Declared] = []
         waiting = 0  # missing, but their backoff is not over: this pass leaves them alone
         for d in self.declared:
-            if self._is_present(d):
+            if not d.all_devices and self._is_present(d):
                 self._attached(d)
             elif self.clock() >= self.next_try.get(d, 0.0):
                 due.append(d)
@@ -227,18 +259,13 @@ class Supervisor:
                 try:
                     port = future.result()
                 except Postponed as err:
-                    # tried again on the next pass, not counted: another attach had the host
-                    if attempt > 1:
-                        self.attempts[d] = attempt - 1
-                    else:
-                        del self.attempts[d]
-                    log.warning("%s: attempt postponed: %s", d, err)
+                    self._postponed(d, attempt, str(err))
                     continue
                 except UsbipError as err:
-                    delay = min(self.delay.get(d, self.initial / 2) * 2, self.maximum)
-                    self.delay[d] = delay
-                    self.next_try[d] = when + delay
-                    log.warning("%s: attempt %d failed: %s; next in %.0f s", d, attempt, err, delay)
+                    self._failed(d, attempt, when, str(err))
+                    continue
+                if isinstance(port, Sweep):
+                    attached += self._swept(d, attempt, when, port)
                     continue
                 attached += 1
                 if port is None:
@@ -250,6 +277,37 @@ class Supervisor:
                 self.next_try.pop(d, None)
         return attached
 
+    def _postponed(self, d: Declared, attempt: int, why: str) -> None:
+        """Tried again on the next pass, not counted: another attach had the host."""
+        if attempt > 1:
+            self.attempts[d] = attempt - 1
+        else:
+            del self.attempts[d]
+        log.warning("%s: attempt postponed: %s", d, why)
+
+    def _failed(self, d: Declared, attempt: int, when: float, why: str) -> None:
+        delay = min(self.delay.get(d, self.initial / 2) * 2, self.maximum)
+        self.delay[d] = delay
+        self.next_try[d] = when + delay
+        log.warning("%s: attempt %d failed: %s; next in %.0f s", d, attempt, why, delay)
+
+    def _swept(self, d: Declared, attempt: int, when: float, sweep: Sweep) -> int:
+        """Log an ``all`` declaration's attempt: 1 when it ended with everything attached, else 0."""
+        for busid, port in sweep.attached:
+            log.info("%s: attempt %d: attached %s on port %d", d, attempt, busid, port)
+        if sweep.failed:
+            self._failed(d, attempt, when, "; ".join("%s: %s" % failure for failure in sweep.failed))
+            return 0
+        if sweep.postponed is not None:
+            self._postponed(d, attempt, sweep.postponed)
+            return 0
+        if attempt > 1 and not sweep.attached:
+            log.info("%s: attempt %d: nothing left to attach", d, attempt)
+        self.attempts.pop(d, None)
+        self.delay.pop(d, None)
+        self.next_try.pop(d, None)
+        return 1
+
 
 class HostIo:
     """``present`` and ``attach`` against this host's vhci and the network, for one declaration's settings.
@@ -257,7 +315,10 @@ class HostIo:
     ``attach`` runs in the workers of a pass, several at a time: each has its
     own deadline of ``timeout`` seconds for its exchanges with the server (the
     list, for a device chosen by match; connecting and the TLS handshake; the
-    import), and holds the attach lock only around the last step. The TLS
+    import), and holds the attach lock only around the last step. For an
+    ``all`` declaration (:meth:`sweep`) the list has that deadline, and each
+    device's connection and import one of their own, one device after the
+    other. The TLS
     endpoints (one per server name, certificates read once) are made on first
     use; :meth:`close` wipes and closes them (a reload, the exit).
     """
@@ -288,16 +349,54 @@ class HostIo:
 
         return bool(attachments.find(self.vhci, d.server, d.port, d.busid or self.resolved.get(d), d.match))
 
-    def attach(self, d: Declared, hold: Hold) -> Optional[int]:
+    def attach(self, d: Declared, hold: Hold) -> Outcome:
         """One attempt: list (by match), connect, then under ``hold`` look again and import; see :class:`Supervisor`."""
         from .. import attachments  # noqa: PLC0415
 
+        if d.all_devices:
+            return self.sweep(d, hold)
         deadline = time.monotonic() + self.timeout
         tls = self.endpoint(d)
         busid = d.busid
         if busid is None:
             busid = self.resolved[d] = attachments.resolve(d.server, d.port, match=d.match, timeout=self.timeout,
                                                            tls=tls).busid
+        return self._import(d, busid, hold, deadline, tls, lambda: self.present(d))
+
+    def sweep(self, d: Declared, hold: Hold) -> Sweep:
+        """One attempt of an ``all`` declaration: list the server, then import each device its match takes.
+
+        The server lists only what nobody has imported, so each device listed
+        is one to attach; under the lock each is looked for again (by its busid)
+        in case the module attached it meanwhile. A device that fails does not
+        stop the others; a lock that stays busy stops the sweep (the next pass
+        goes on).
+        """
+        from .. import attachments  # noqa: PLC0415
+
+        tls = self.endpoint(d)
+        offered = attachments.resolve_all(d.server, d.port, d.match, timeout=self.timeout, tls=tls)
+        attached: List[Tuple[str, int]] = []
+        failed: List[Tuple[str, str]] = []
+        for device in offered:
+            def present(busid: str = device.busid) -> bool:
+                return bool(attachments.find(self.vhci, d.server, d.port, busid))
+
+            try:
+                port = self._import(d, device.busid, hold, time.monotonic() + self.timeout, tls, present)
+            except Postponed as err:
+                return Sweep(tuple(attached), tuple(failed), postponed=str(err))
+            except UsbipError as err:
+                failed.append((device.busid, str(err)))
+                continue
+            if port is not None:
+                attached.append((device.busid, port))
+        return Sweep(tuple(attached), tuple(failed))
+
+    def _import(self, d: Declared, busid: str, hold: Hold, deadline: float, tls: object,
+                present: Callable[[], bool]) -> Optional[int]:
+        """Connect (before the lock), then under ``hold`` look again with ``present`` and import ``busid``."""
+        from .. import attachments  # noqa: PLC0415
 
         def prepare():
             left = deadline - time.monotonic()
@@ -310,7 +409,7 @@ class HostIo:
             prepared = stack.enter_context(prepare())  # connected (and TLS established) before the lock
             asked = time.monotonic()
             with hold(deadline - asked):
-                if self.present(d):
+                if present():
                     return None
                 if time.monotonic() - asked > IDLE_MAX:
                     prepared.close()  # the server may have given it up meanwhile
