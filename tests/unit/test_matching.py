@@ -39,8 +39,8 @@ def test_bad_port_paths(path):
 def test_port_path_of_local_devices(tmp_path):
     bus = UsbBus(standard_tree(tmp_path).sysfs())
     assert {d.busid: port_path(d) for d in bus.devices()} == {
-        "1-1": "vhci_hcd.0-1", "1-2": "vhci_hcd.0-2", "17-1": "dummy_hcd.0-1", "18-1": "0000:00:14.0-1",
-        "18-1.4": "0000:00:14.0-1.4", "18-2": "0000:00:14.0-2"}
+        "1-1": "vhci_hcd.0-1", "1-2": "vhci_hcd.0-2", "17-1": "dummy_hcd.0-1", "18-1": "0000:00:03.0-1",
+        "18-1.2": "0000:00:03.0-1.2", "18-1.3": "0000:00:03.0-1.3", "18-2": "0000:00:03.0-2", "18-3": "0000:00:03.0-3"}
 
 
 def test_match_str_and_remote_limits():

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, usbip.usbip contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""No write from bad input (issue 7), through every entry point that can write.
+"""No write from bad input, through every entry point that can write.
 
 Each case runs the real driver code on a fake kernel tree and proves two
 things: ``Sysfs.journal`` -- where every write, mkdir, symlink, unlink and
@@ -116,11 +116,13 @@ class Guard:
 
 # -- the trees ------------------------------------------------------------------------
 def _host_tree(root: Path) -> FakeTree:
-    """The standard tree: 17-1 on usb, 18-1 a hub, 18-1.4 behind it, 1-1 and 1-2 imported via vhci_hcd,
-    18-2 without driver; 18-1.4 bound to usbip-host and in use; usbip-vudc.0 with a gadget, .1 without."""
+    """The standard tree: 17-1 on usb, 18-1 a hub, 18-1.2 and 18-1.3 behind it, 1-1 and 1-2 imported via
+    vhci_hcd, 18-3 without driver; 18-1.2 bound to usbip-host and in use; usbip-vudc.0 with a gadget, .1
+    without."""
     tree = standard_tree(root)
-    tree.kernel_host_bind("18-1.4")
-    tree.attrs(tree.resolve("18-1.4"), usbip_status="2")
+    tree.kernel_driver_unbind("18-3")
+    tree.kernel_host_bind("18-1.2")
+    tree.attrs(tree.resolve("18-1.2"), usbip_status="2")
     return tree
 
 
@@ -188,7 +190,7 @@ def test_unbind_of_unknown_devices(host, busid, error):
     host.assert_untouched()
 
 
-@pytest.mark.parametrize("busid", ["17-1", "18-1", "1-1", "18-2"])
+@pytest.mark.parametrize("busid", ["17-1", "18-1", "1-1", "18-2", "18-3"])
 def test_unbind_of_devices_not_bound_changes_nothing(host, busid):
     assert HostDriver(host.sysfs).unbind(busid).changed is False
     host.assert_untouched()
@@ -199,7 +201,7 @@ def test_unbind_of_devices_not_bound_changes_nothing(host, busid):
     ("17-1", DeviceNotFound),  # not bound to usbip-host
     ("18-1", DeviceNotFound),  # a hub, not bound
     ("1-1", DeviceNotFound),  # imported, not bound
-    ("18-1.4", DeviceBusy),  # bound, in use
+    ("18-1.2", DeviceBusy),  # bound, in use
 ])
 def test_export_of_what_is_not_available(host, busid, error):
     with pytest.raises(error):
@@ -208,17 +210,17 @@ def test_export_of_what_is_not_available(host, busid, error):
 
 
 def test_export_of_a_device_in_error_state(host_tree, host):
-    host_tree.attrs(host_tree.resolve("18-1.4"), usbip_status="3")
+    host_tree.attrs(host_tree.resolve("18-1.2"), usbip_status="3")
     guard = Guard(host_tree.root, host_tree.sysfs())
     with pytest.raises(DeviceError):
-        HostDriver(guard.sysfs).export("18-1.4", 3)
+        HostDriver(guard.sysfs).export("18-1.2", 3)
     guard.assert_untouched()
 
 
 def test_export_with_a_bad_socket(host_tree):
-    host_tree.attrs(host_tree.resolve("18-1.4"), usbip_status="1")
+    host_tree.attrs(host_tree.resolve("18-1.2"), usbip_status="1")
     guard = Guard(host_tree.root, host_tree.sysfs())
-    guard.refuses(lambda sockfd: HostDriver(guard.sysfs).export("18-1.4", sockfd), SOCKFDS)
+    guard.refuses(lambda sockfd: HostDriver(guard.sysfs).export("18-1.2", sockfd), SOCKFDS)
 
 
 # -- vhci_hcd ---------------------------------------------------------------------------
@@ -477,19 +479,19 @@ WIRE_BUSIDS = [b.encode("utf-8") for b in BUSIDS if "\0" not in b and b != "usbi
 
 @pytest.mark.parametrize("mode", ["host", "device"])
 def test_server_import_of_bad_and_unavailable_busids(host_tree, mode):
-    host_tree.attrs("/sys/devices/platform/usbip-vudc.0", usbip_status="2")  # in use, as 18-1.4
+    host_tree.attrs("/sys/devices/platform/usbip-vudc.0", usbip_status="2")  # in use, as 18-1.2
     sysfs = host_tree.sysfs()
     guard = Guard(host_tree.root, sysfs)
     live = LiveServer(sysfs, mode)
     try:
         answers = {}
-        unavailable = [b"9-9", b"17-1", b"18-1", b"1-1", b"18-2", b"usbip-vudc.1", b"usbip-vudc.7"]
-        for busid in WIRE_BUSIDS + unavailable + [b"18-1.4", b"usbip-vudc.0"]:
+        unavailable = [b"9-9", b"17-1", b"18-1", b"1-1", b"18-2", b"18-3", b"usbip-vudc.1", b"usbip-vudc.7"]
+        for busid in WIRE_BUSIDS + unavailable + [b"18-1.2", b"usbip-vudc.0"]:
             answers[busid] = _ask(live.port, _raw_import(busid))
         assert live.tap.alarms == []
     finally:
         live.stop()
-    in_use = b"18-1.4" if mode == "host" else b"usbip-vudc.0"
+    in_use = b"18-1.2" if mode == "host" else b"usbip-vudc.0"
     for busid, answer in answers.items():
         if busid == in_use:
             assert answer == BUSY

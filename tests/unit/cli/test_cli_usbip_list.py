@@ -29,14 +29,21 @@ LOCAL = (
     " - busid 17-1 (1209:0001)\n"
     "   Generic : pid.codes Test PID (1209:0001)\n"
     "\n"
-    " - busid 18-1.4 (0781:5567)\n"
-    "   SanDisk Corp. : Cruzer Blade (0781:5567)\n"
+    " - busid 18-1.2 (46f4:0001)\n"
+    "   QEMU : unknown product (46f4:0001)\n"
     "\n"
-    " - busid 18-2 (046d:c52b)\n"
-    "   unknown vendor : unknown product (046d:c52b)\n"
+    " - busid 18-1.3 (0403:6001)\n"
+    "   Future Technology Devices International, Ltd : FT232 Serial (UART) IC (0403:6001)\n"
+    "\n"
+    " - busid 18-2 (0627:0001)\n"
+    "   unknown vendor : unknown product (0627:0001)\n"
+    "\n"
+    " - busid 18-3 (08e6:4433)\n"
+    "   Gemalto (was Gemplus) : GemPC433-Swap (08e6:4433)\n"
     "\n"
 )
-PARSABLE = "busid=17-1#usbid=1209:0001#\nbusid=18-1.4#usbid=0781:5567#\nbusid=18-2#usbid=046d:c52b#\n"
+PARSABLE = ("busid=17-1#usbid=1209:0001#\nbusid=18-1.2#usbid=46f4:0001#\nbusid=18-1.3#usbid=0403:6001#\n"
+            "busid=18-2#usbid=0627:0001#\nbusid=18-3#usbid=08e6:4433#\n")
 REMOTE = (
     "Exportable USB devices\n"
     "======================\n"
@@ -88,10 +95,11 @@ def test_list_local_parsable_in_any_order(usbip, tree, argv):
 
 
 def test_list_local_json(usbip, tree):
+    tree.kernel_driver_unbind("18-2")  # a device no usb.ids entry names, taken from its driver by hand
     result = usbip("list", "-l", "--json", sysfs=tree.sysfs())
     assert result.rc == 0 and result.err == ""
     devices = json.loads(result.out)
-    assert [d["busid"] for d in devices] == ["17-1", "18-1.4", "18-2"]
+    assert [d["busid"] for d in devices] == ["17-1", "18-1.2", "18-1.3", "18-2", "18-3"]
     assert devices[0] == {
         "busid": "17-1",
         "path": "/sys/devices/platform/dummy_hcd.0/usb17/17-1",
@@ -113,9 +121,11 @@ def test_list_local_json(usbip, tree):
         "driver": "usb",
         "serial": "SER-gdummy",
     }
-    receiver = devices[2]
-    assert (receiver["vendor"], receiver["product"], receiver["driver"]) == (None, None, None)
-    assert (receiver["speed"], receiver["configuration"], receiver["interfaces"]) == ("full", 0, [])
+    keyboard = devices[3]
+    assert (keyboard["vendor"], keyboard["product"], keyboard["driver"]) == (None, None, None)
+    assert (keyboard["busid"], keyboard["speed"], keyboard["configuration"], keyboard["interfaces"]) == (
+        "18-2", "high", 0, [])
+    assert devices[2]["speed"] == "full"  # the FTDI adapter behind the hub
 
 
 def test_list_local_of_the_real_kernel_capture(usbip, tmp_path):

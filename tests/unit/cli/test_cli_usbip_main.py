@@ -181,7 +181,8 @@ def test_sysfs_root_comes_from_the_environment_for_subprocesses(tmp_path):
     standard_tree(tmp_path)
     done = run_module("list", "-l", "-p", env={"USBIP_SYSFS_ROOT": str(tmp_path)})
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == "busid=17-1#usbid=1209:0001#\nbusid=18-1.4#usbid=0781:5567#\nbusid=18-2#usbid=046d:c52b#\n"
+    assert done.stdout == ("busid=17-1#usbid=1209:0001#\nbusid=18-1.2#usbid=46f4:0001#\nbusid=18-1.3#usbid=0403:6001#\n"
+                           "busid=18-2#usbid=0627:0001#\nbusid=18-3#usbid=08e6:4433#\n")
 
 
 def test_failure_in_a_subprocess_is_one_line_without_traceback(tmp_path):

@@ -21,17 +21,17 @@ shared_dir = test_usbipd_process.shared_dir  # the fixture: a directory every ac
 
 
 def test_the_monitor_binds_by_the_rules_at_start_and_on_reload(shared_dir):
-    daemon = Usbipd(shared_dir, "exports:\n  - match: {vendor: '0781', serial: '4C530001230905113465'}\n")
+    daemon = Usbipd(shared_dir, "exports:\n  - match: {vendor: '46f4', serial: 'LABDISK1'}\n")
     try:
-        # READY=1 was heard: by then the monitor had bound the flash drive its rule names.
-        assert daemon.tree.read(HOST + "/bind") == "18-1.4"
-        assert daemon.tree.read("/sys/bus/usb/drivers/usb/unbind") == "18-1.4"
+        # READY=1 was heard: by then the monitor had bound the disk its rule names.
+        assert daemon.tree.read(HOST + "/bind") == "18-1.2"
+        assert daemon.tree.read("/sys/bus/usb/drivers/usb/unbind") == "18-1.2"
         daemon.tree.file(HOST + "/bind", "")
-        daemon.tree.kernel_host_bind("18-1.4")  # the kernel's part of that bind
-        daemon.config.write_text("exports:\n  - match: {vendor: '0781'}\n  - busid: 18-2\n")
+        daemon.tree.kernel_host_bind("18-1.2")  # the kernel's part of that bind
+        daemon.config.write_text("exports:\n  - match: {vendor: '46f4'}\n  - busid: 18-2\n")
         daemon.proc.send_signal(signal.SIGHUP)
         daemon.notify.wait_for("READY=1")
-        assert daemon.tree.read(HOST + "/bind") == "18-2"  # the new rule's device; 18-1.4 is bound already
+        assert daemon.tree.read(HOST + "/bind") == "18-2"  # the new rule's device; 18-1.2 is bound already
     finally:
         assert daemon.stop() == 0, daemon.log()
     assert "Traceback" not in daemon.log()

@@ -37,17 +37,18 @@ from usbip.cli import usbipd
 from usbip.daemon.privsep import Dispatcher
 from usbip.sysfs import uevents
 
-#: The rule of these tests: every FTDI adapter. None is plugged at the start.
-RULES_FILE = "exports:\n  - match: {vendor: '0403'}\n"
+#: The rule of these tests: every FT230X adapter (0403:6015). None is plugged at the start (the
+#: standard tree's FTDI adapter, 18-1.3, is an FT232: 0403:6001).
+RULES_FILE = "exports:\n  - match: {vendor: '0403', product: '6015'}\n"
 FTDI = ((0xFF, 0xFF, 0xFF, None),)
 
 
 def plug_ftdi(tree, port: int) -> str:
-    """An FTDI adapter enumerated on port ``port`` of the hub 18-1; returns its busid."""
+    """An FT230X adapter enumerated on port ``port`` (a free one: 4 to 8) of the hub 18-1; returns its busid."""
     busid = "18-1.%d" % port
     tree.usb_device("%s/usb18/18-1/%s" % (XHCI, busid), devnum=10 + port, devpath="1.%d" % port, vendor=0x0403,
-                    product=0x6001, bcd=0x0600, speed="12", interfaces=FTDI,
-                    strings={"manufacturer": "FTDI", "product": "FT232R USB UART", "serial": "A%d" % port})
+                    product=0x6015, bcd=0x1000, speed="12", interfaces=FTDI,
+                    strings={"manufacturer": "FTDI", "product": "FT230X Basic UART", "serial": "A%d" % port})
     return busid
 
 
@@ -163,14 +164,14 @@ def test_a_burst_of_uevents_is_one_rules_pass_that_binds_the_new_device(network,
 
     async def script(watcher):
         assert tree.read(HOST + "/bind") == ""  # nothing matched at the start
-        busid = plug_ftdi(tree, 3)
+        busid = plug_ftdi(tree, 5)
         marks["first"] = time.monotonic()
         for _uevent in range(6):  # add usb device, add interface, bind usb, ...: one replug
             watcher.on_change()
             await asyncio.sleep(0.04)
         await asyncio.sleep(0.9)  # well past the half second the burst settles in
         marks["settled"] = time.monotonic()
-        plug_ftdi(tree, 2)  # a later, separate hotplug
+        plug_ftdi(tree, 4)  # a later, separate hotplug
         watcher.on_change()
         await asyncio.sleep(0.9)
         marks["busid"] = busid
@@ -179,18 +180,18 @@ def test_a_burst_of_uevents_is_one_rules_pass_that_binds_the_new_device(network,
     assert len(monitor.rules) == 2, monitor.rules  # one pass per settled burst, not one per uevent
     assert monitor.rules[0] - marks["first"] >= 0.45  # it waited for the burst to settle
     assert monitor.rules[0] < marks["settled"] < monitor.rules[1]
-    assert monitor.bound == [marks["busid"], "18-1.2"]
+    assert monitor.bound == [marks["busid"], "18-1.4"]
 
 
 def test_without_uevents_the_poll_binds_a_new_device(network, tree, monkeypatch):
     monkeypatch.setattr(usbipd, "RULES_POLL_SECONDS", 0.1)
 
     async def script(watcher):
-        plug_ftdi(tree, 3)  # no uevent: nothing tells the network process
+        plug_ftdi(tree, 5)  # no uevent: nothing tells the network process
         await asyncio.sleep(0.8)
 
     monitor = network(False, script)
-    assert monitor.bound == ["18-1.3"]
+    assert monitor.bound == ["18-1.5"]
     assert len(monitor.rules) >= 3  # it polls on, every RULES_POLL_SECONDS
 
 
@@ -198,7 +199,7 @@ def test_with_uevents_there_is_no_poll(network, tree, monkeypatch):
     monkeypatch.setattr(usbipd, "RULES_POLL_SECONDS", 0.1)
 
     async def script(watcher):
-        plug_ftdi(tree, 3)  # and no uevent for it: a watching process only acts on uevents
+        plug_ftdi(tree, 5)  # and no uevent for it: a watching process only acts on uevents
         await asyncio.sleep(0.6)
 
     monitor = network(True, script)

@@ -37,18 +37,18 @@ def test_bad_rules_are_refused(entry):
 
 def test_rules_bind_matching_devices_only(tree):
     driver = dry(tree)
-    rules = rules_of([{"match": {"vendor": "0781", "serial": "4C530001230905113465"}}])
-    assert exports.apply(driver, rules) == ["18-1.4"]
+    rules = rules_of([{"match": {"vendor": "46f4", "serial": "LABDISK1"}}])
+    assert exports.apply(driver, rules) == ["18-1.2"]
     assert driver.sysfs.journal == [
-        Change("write", "/sys/bus/usb/devices/18-1.4/driver/unbind", "18-1.4"),
-        Change("write", "/sys/bus/usb/drivers/usbip-host/match_busid", "add 18-1.4"),
-        Change("write", "/sys/bus/usb/drivers/usbip-host/bind", "18-1.4"),
+        Change("write", "/sys/bus/usb/devices/18-1.2/driver/unbind", "18-1.2"),
+        Change("write", "/sys/bus/usb/drivers/usbip-host/match_busid", "add 18-1.2"),
+        Change("write", "/sys/bus/usb/drivers/usbip-host/bind", "18-1.2"),
     ]
 
 
 def test_rules_never_touch_hubs_or_imported_devices(tree):
     driver = dry(tree)
-    rules = rules_of([{"match": {"vendor": "05e3"}}, {"match": {"vendor": "1d6b"}}, {"busid": "1-1"}])
+    rules = rules_of([{"match": {"vendor": "0409"}}, {"match": {"vendor": "1d6b"}}, {"busid": "1-1"}])
     assert exports.apply(driver, rules) == []
     assert driver.sysfs.journal == []
 

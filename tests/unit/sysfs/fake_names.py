@@ -28,6 +28,13 @@ USB_IDS = """\
 \t0002  2.0 root hub
 \t0104  Multifunction Composite Gadget
 \t\t00  interface line, not a product
+0403  Future Technology Devices International, Ltd
+\t6001  FT232 Serial (UART) IC
+0409  NEC Corp.
+\t55aa  Hub
+08e6  Gemalto (was Gemplus)
+\t4433  GemPC433-Swap
+46f4  QEMU
 abcd  Unknown
 \t1234  Lost product\r
 ffee  FNK Tech

@@ -14,8 +14,10 @@ journal and call the ``kernel_*`` helpers to play the kernel's part, and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -33,7 +35,13 @@ VUDC_DRIVER = "/sys/bus/platform/drivers/usbip-vudc"
 
 DUMMY_HCD = "/sys/devices/platform/dummy_hcd.0"
 VHCI = "/sys/devices/platform/vhci_hcd.0"
-XHCI = "/sys/devices/pci0000:00/0000:00:14.0"
+#: The xHCI controller on PCI of the lab's emulated USB hardware (QEMU's qemu-xhci), as ``03-hardware.json`` shows it.
+XHCI = "/sys/devices/pci0000:00/0000:00:03.0"
+STORAGE = DRIVERS + "/usb-storage"
+#: The kernel release root hubs name: the lab guest's when ``01``/``02`` were captured, and when the
+#: hardware captures (``03``-``06``) were, a later boot's.
+KERNEL_RELEASE = "6.1.0-56-amd64"
+HARDWARE_RELEASE = "6.1.0-57-amd64"
 
 #: The descriptor the lab's ``gvudc`` gadget (1d6b:0104) shows in ``dev_desc``.
 GVUDC_DESC = bytes.fromhex("12 01 00 02 00 00 00 40 6b 1d 04 01 01 06 01 02 03 01")
@@ -57,10 +65,12 @@ BAD_BUSIDS = [
 Interface = Tuple[int, int, int, Optional[str]]
 ACM = ((0x02, 0x02, 0x01, None), (0x0A, 0x00, 0x00, None))
 MASS_STORAGE = ((0x08, 0x06, 0x50, "usb-storage"),)
+FTDI = ((0xFF, 0xFF, 0xFF, "ftdi_sio"),)
 
 #: Endpoints (besides ep0) of an interface, by class: one interrupt endpoint for a hub, a CDC control
-#: interface and a HID; two bulk endpoints otherwise (CDC data, mass storage, vendor-specific).
-_ENDPOINTS = {0x09: 1, 0x02: 1, 0x03: 1}
+#: interface and a HID; bulk in and out and an interrupt endpoint for a smart-card reader (CCID); two bulk
+#: endpoints otherwise (CDC data, mass storage, vendor-specific).
+_ENDPOINTS = {0x09: 1, 0x02: 1, 0x03: 1, 0x0B: 3}
 #: What the lab's gadgets (configfs functions ``acm`` and ``mass_storage``, configuration ``cfg``) show
 #: beyond any device: their interface strings by class, and the configuration's string.
 GADGET_INTERFACE_STRINGS = {0x02: "CDC Abstract Control Model (ACM)", 0x0A: "CDC ACM Data", 0x08: "Mass Storage"}
@@ -131,6 +141,17 @@ class FakeSysfs(Sysfs):
         return super().link_name(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Configuration:
+    """A device's configuration 1: the attributes the kernel shows while it is active, and its interfaces."""
+
+    attributes: str  # bmAttributes, in hex
+    max_power: str  # bMaxPower: "100mA"
+    string: str  # its string descriptor: the "configuration" attribute
+    interface_strings: Dict[int, str]  # by interface number: the "interface" attribute
+    interfaces: Tuple[Interface, ...]
+
+
 class FakeTree:
     """Builds and changes a fake kernel tree below ``root``."""
 
@@ -139,6 +160,8 @@ class FakeTree:
         self.errors: Dict[str, int] = {}
         #: Device paths of gadgets (see :data:`GADGET_INTERFACE_STRINGS`).
         self.gadgets: Set[str] = set()
+        #: Configuration 1 of each device, by path: what :meth:`configure` shows when it is chosen again.
+        self.configurations: Dict[str, _Configuration] = {}
 
     def sysfs(self, dry_run: bool = False) -> FakeSysfs:
         return FakeSysfs(self.root, self.errors, dry_run)
@@ -188,9 +211,10 @@ class FakeTree:
         self.link(base + "/module", "/sys/module/" + module)
 
     def platform_device(self, path: str, driver: str) -> None:
-        """The attributes every platform device shows (the driver's own come on top)."""
+        """The attributes every platform device shows (the driver's own come on top), and its driver link."""
         self.attrs(path, driver_override="(null)", modalias="platform:" + driver)
         self.file(path + "/uevent")
+        self.link(path + "/driver", "/sys/bus/platform/drivers/" + driver)
 
     def bind_driver(self, path: str, driver: Optional[str]) -> None:
         """The ``driver`` link of a device or interface, and the driver's link back."""
@@ -222,23 +246,35 @@ class FakeTree:
         maxchild: int = 0,
         version: str = " 2.00",
         gadget: bool = False,
+        attributes: Optional[int] = None,
+        max_power: Optional[str] = None,
+        configuration_string: Optional[str] = None,
+        interface_strings: Optional[Dict[int, str]] = None,
     ) -> str:
         """A USB device directory with its attributes, interfaces and links; returns the busid.
 
         ``gadget``: the device is one of the lab's gadgets (see :data:`GADGET_INTERFACE_STRINGS`).
+        ``attributes`` (bmAttributes), ``max_power`` (bMaxPower), ``configuration_string`` and
+        ``interface_strings`` (by interface number) describe configuration 1; without them, a root hub's,
+        a gadget's or a bus-powered device's.
         """
         name = os.path.basename(path)
         root_hub = name.startswith("usb")
         busnum = int(name[3:]) if root_hub else int(name.split("-")[0])
         if gadget:
             self.gadgets.add(path)
+        self.configurations[path] = _Configuration(
+            attributes="%02x" % (attributes if attributes is not None else 0xE0 if root_hub else 0x80),
+            max_power=max_power or ("0mA" if root_hub else "2mA" if gadget else "100mA"),
+            string=GADGET_CONFIGURATION if gadget and configuration_string is None else configuration_string or "",
+            interface_strings=dict(interface_strings or {}),
+            interfaces=tuple(interfaces),
+        )
         # What every device shows that no driver here reads; the values are those of the captures.
         self.attrs(
             path,
             authorized="1",
             avoid_reset_quirk="0",
-            bMaxPower="0mA" if root_hub else "2mA" if gadget else "100mA",
-            bmAttributes="e0" if root_hub else "80",
             dev="%d:%d" % (USB_DEVICE_MAJOR, (busnum - 1) * 128 + devnum - 1),
             ltm_capable="no",
             quirks="0x0",
@@ -279,7 +315,11 @@ class FakeTree:
         return name
 
     def configure(self, path: str, configuration: Optional[int], interfaces: Sequence[Interface] = ()) -> None:
-        """Set (or, with None, clear) the active configuration and its interfaces."""
+        """Set (or, with None, clear) the active configuration and its interfaces.
+
+        Unconfigured, the kernel shows the configuration's attributes (bConfigurationValue, bNumInterfaces,
+        bmAttributes, bMaxPower, configuration) empty, without a newline.
+        """
         name = os.path.basename(path)
         prefix = ("%s-0" % name[3:] if name.startswith("usb") else name) + ":"
         for entry in list(self.host_path(path).iterdir()):
@@ -287,14 +327,15 @@ class FakeTree:
                 self.bind_driver("%s/%s" % (path, entry.name), None)
                 self.remove("%s/%s" % (DEVICES, entry.name))
                 shutil.rmtree(entry)
-        gadget = path in self.gadgets
         if configuration is None:
-            self.file(path + "/bConfigurationValue")
-            self.file(path + "/bNumInterfaces")
-            self.file(path + "/configuration")
+            for attr in ("bConfigurationValue", "bNumInterfaces", "bmAttributes", "bMaxPower", "configuration"):
+                self.file("%s/%s" % (path, attr))
             return
-        self.attrs(path, bConfigurationValue="%d" % configuration, bNumInterfaces="%2d" % len(interfaces))
-        self.file(path + "/configuration", GADGET_CONFIGURATION + "\n" if gadget else "")
+        described = self.configurations.get(path, _Configuration("80", "100mA", "", {}, ()))
+        gadget = path in self.gadgets
+        self.attrs(path, bConfigurationValue="%d" % configuration, bNumInterfaces="%2d" % len(interfaces),
+                   bmAttributes=described.attributes, bMaxPower=described.max_power)
+        self.file(path + "/configuration", described.string + "\n" if described.string else "")
         device = "usb:v%sp%sd%sdc%sdsc%sdp%s" % tuple(
             self.read("%s/%s" % (path, attr)).strip().upper()
             for attr in ("idVendor", "idProduct", "bcdDevice", "bDeviceClass", "bDeviceSubClass", "bDeviceProtocol"))
@@ -317,8 +358,9 @@ class FakeTree:
                 supports_autosuspend="1",
             )
             self.file(ifpath + "/uevent")
-            if gadget and cls in GADGET_INTERFACE_STRINGS:
-                self.attrs(ifpath, interface=GADGET_INTERFACE_STRINGS[cls])
+            string = GADGET_INTERFACE_STRINGS.get(cls) if gadget else described.interface_strings.get(number)
+            if string is not None:
+                self.attrs(ifpath, interface=string)
             if association is not None:
                 self.attrs(ifpath, iad_bFirstInterface="00", iad_bFunctionClass="%02x" % association[0],
                            iad_bFunctionSubClass="%02x" % association[1],
@@ -326,8 +368,12 @@ class FakeTree:
             self.link("%s/%s" % (DEVICES, ifname), ifpath)
             self.bind_driver(ifpath, driver)
 
-    def root_hub(self, hcd: str, busnum: int, name: str, superspeed: bool = False, maxchild: int = 1) -> str:
-        """The root hub ``usbN`` of a host controller; returns its path."""
+    def root_hub(self, hcd: str, busnum: int, name: str, superspeed: bool = False, maxchild: int = 1,
+                 release: str = KERNEL_RELEASE) -> str:
+        """The root hub ``usbN`` of a host controller; returns its path.
+
+        ``release``: the kernel's, which the root hub's manufacturer string names.
+        """
         path = "%s/usb%d" % (hcd, busnum)
         self.usb_device(
             path,
@@ -339,7 +385,7 @@ class FakeTree:
             speed="5000" if superspeed else "480",
             interfaces=((0x09, 0x00, 0x00, "hub"),),
             strings={
-                "manufacturer": "Linux 6.1.0-56-amd64 " + name,
+                "manufacturer": "Linux %s %s" % (release, name),
                 "product": _HCD_PRODUCT[name],
                 "serial": os.path.basename(hcd),
             },
@@ -377,6 +423,10 @@ class FakeTree:
                    is_selfpowered="0")
         for attr in ("soft_connect", "srp", "uevent"):  # soft_connect and srp are write-only (EACCES on read)
             self.file("%s/%s" % (udc, attr))
+        # The kernel spells this link the long way round (up to the platform directory and back down).
+        device = self.host_path(udc + "/device")
+        if not device.is_symlink():
+            device.symlink_to("../../../" + os.path.basename(platform_path))
         self.link("/sys/class/udc/" + name, udc)
 
     # -- the kernel's reactions to writes ----------------------------------------
@@ -395,13 +445,28 @@ class FakeTree:
         self.configure(path, 1, [(c, s, p, None) for c, s, p, _ in interfaces])
         self.attrs(path, usbip_status="2")
 
-    def kernel_host_unbind(self, busid: str, driver: str = "usb", interfaces: Sequence[Interface] = ()) -> None:
+    def kernel_host_unbind(self, busid: str, driver: str = "usb",
+                           interfaces: Optional[Sequence[Interface]] = None) -> None:
+        """What usbip-host's unbind and the rebind do: the generic driver configures the device again.
+
+        ``interfaces``: those of the configuration it chooses, with their drivers; by default the
+        device's own (what it showed when it was built).
+        """
         path = self.resolve(busid)
         for attr in ("usbip_status", "usbip_debug", "usbip_sockfd"):
             self.remove("%s/%s" % (path, attr))
         self.bind_driver(path, driver)
+        if interfaces is None:
+            interfaces = self.configurations[path].interfaces
         self.configure(path, 1, interfaces)
         self.file(HOST + "/match_busid", "\n")
+
+    def kernel_driver_unbind(self, busid: str) -> None:
+        """What writing the busid to the generic driver's ``unbind`` does: no driver, and unconfigured
+        (the generic driver's release sets configuration -1)."""
+        path = self.resolve(busid)
+        self.configure(path, None)
+        self.bind_driver(path, None)
 
     def resolve(self, busid: str) -> str:
         """Kernel path of a device directory, from its bus link."""
@@ -417,12 +482,17 @@ _HCD_PRODUCT = {
 
 
 def standard_tree(root: Path) -> FakeTree:
-    """The lab machine after ``capture-job.sh`` set up its gadgets, plus a PCI bus.
+    """The lab machine after ``capture-job.sh`` set up its gadgets, with the emulated USB hardware of
+    ``capture-hardware-job.sh`` on its xHCI controller.
 
     * bus 17 (dummy_hcd): ``17-1``, the ``gdummy`` ACM gadget (1209:0001), bound to ``usb``;
     * bus 1 (vhci_hcd.0): ``1-1`` and ``1-2``, devices imported from a server;
-    * bus 18 (an xHCI on PCI, not in the lab): the hub ``18-1``, a flash drive
-      ``18-1.4`` behind it and an unconfigured receiver ``18-2`` without driver;
+    * bus 18 (QEMU's xHCI on PCI, the lab's emulated hardware, as ``03-hardware.json``
+      shows it): the hub ``18-1`` (0409:55aa) with a disk ``18-1.2`` (46f4:0001
+      LABDISK1, usb-storage) and an FTDI adapter ``18-1.3`` (0403:6001 LABSER1,
+      ftdi_sio) behind it, a keyboard ``18-2`` (0627:0001 LABKBD1, usbhid) and a
+      smart-card reader ``18-3`` (08e6:4433 LABCCID1) whose interface no driver
+      claims;
     * ``usbip-vudc.0`` with the ``gvudc`` mass-storage gadget, ``usbip-vudc.1`` empty.
     """
     t = FakeTree(root)
@@ -447,15 +517,27 @@ def standard_tree(root: Path) -> FakeTree:
     t.usb_device(VHCI + "/usb1/1-2", devnum=3, devpath="2", vendor=0x1D6B, product=0x0104, interfaces=MASS_STORAGE,
                  strings={"manufacturer": "vmlab", "product": "gadget-gvudc", "serial": "SER-gvudc"}, gadget=True)
 
-    t.root_hub(XHCI, 18, "xhci-hcd", maxchild=4)
-    t.usb_device(XHCI + "/usb18/18-1", devnum=2, devpath="1", vendor=0x05E3, product=0x0608, bcd=0x6060,
-                 device_class=(0x09, 0x00, 0x01), interfaces=((0x09, 0x00, 0x00, "hub"),), maxchild=4,
-                 strings={"product": "USB2.0 Hub"})
-    t.usb_device(XHCI + "/usb18/18-1/18-1.4", devnum=3, devpath="1.4", vendor=0x0781, product=0x5567, bcd=0x0100,
-                 interfaces=MASS_STORAGE,
-                 strings={"manufacturer": " SanDisk", "product": " Cruzer Blade", "serial": "4C530001230905113465"})
-    t.usb_device(XHCI + "/usb18/18-2", devnum=4, devpath="2", vendor=0x046D, product=0xC52B, bcd=0x1211, speed="12",
-                 configuration=None, driver=None, strings={"manufacturer": "Logitech", "product": "USB Receiver"})
+    # Bus 18 as 03-hardware.json shows it (there bus 17): the devices QEMU emulates, each with its strings.
+    qemu = {"manufacturer": "QEMU"}
+    t.root_hub(XHCI, 18, "xhci-hcd", maxchild=4, release=HARDWARE_RELEASE)
+    t.usb_device(XHCI + "/usb18/18-1", devnum=2, devpath="1", vendor=0x0409, product=0x55AA, bcd=0x0101,
+                 device_class=(0x09, 0x00, 0x00), speed="12", version=" 1.10", max_packet0=8, maxchild=8,
+                 attributes=0xE0, max_power="0mA", interfaces=((0x09, 0x00, 0x00, "hub"),),
+                 strings=dict(qemu, product="QEMU USB Hub", serial="314159-0000:00:03.0-1"))
+    t.usb_device(XHCI + "/usb18/18-2", devnum=3, devpath="2", vendor=0x0627, product=0x0001, bcd=0x0000,
+                 attributes=0xA0, configuration_string="HID Keyboard", interfaces=((0x03, 0x01, 0x01, "usbhid"),),
+                 strings=dict(qemu, product="QEMU USB Keyboard", serial="LABKBD1"))
+    t.usb_device(XHCI + "/usb18/18-1/18-1.2", devnum=4, devpath="1.2", vendor=0x46F4, product=0x0001, bcd=0x0000,
+                 speed="12", max_packet0=8, attributes=0xC0, max_power="0mA",
+                 configuration_string="Full speed config (usb 1.1)", interfaces=MASS_STORAGE,
+                 strings=dict(qemu, product="QEMU USB HARDDRIVE", serial="LABDISK1"))
+    t.usb_device(XHCI + "/usb18/18-3", devnum=5, devpath="3", vendor=0x08E6, product=0x4433, bcd=0x0000, speed="12",
+                 version=" 1.10", attributes=0xE0, interfaces=((0x0B, 0x00, 0x00, None),),
+                 interface_strings={0: "CCID Interface"},
+                 strings=dict(qemu, product="QEMU USB CCID", serial="LABCCID1"))
+    t.usb_device(XHCI + "/usb18/18-1/18-1.3", devnum=6, devpath="1.3", vendor=0x0403, product=0x6001, bcd=0x0400,
+                 speed="12", max_packet0=8, attributes=0xA0, interfaces=FTDI,
+                 strings=dict(qemu, product="QEMU USB SERIAL", serial="LABSER1"))
 
     for attr in ("bind", "unbind", "uevent"):
         t.file("%s/%s" % (VUDC_DRIVER, attr))
@@ -466,23 +548,74 @@ def standard_tree(root: Path) -> FakeTree:
     return t
 
 
+#: Captures from a boot without dummy_hcd, where the xHCI controller took bus 17 (and each bus after it
+#: one number less than where the fakes have it): :func:`load_capture` renumbers them, bus N >= 17 as
+#: N + 1, so that their xHCI bus is the fake's bus 18.
+RENUMBERED = {"03-hardware.json", "04-hardware-bound.json", "05-hardware-unbound.json"}
+_FIRST_SHIFTED_BUS = 17
+#: A path component that names a bus: ``usb17``, ``usb17-port1``, ``17-1.2``, ``17-1.2:1.0``, ``17-1-port2``.
+_BUS_COMPONENT = re.compile(r"(usb)?([0-9]+)(-.*|:.*)?")
+
+
+def _renumber_component(component: str) -> str:
+    match = _BUS_COMPONENT.fullmatch(component)
+    # A bare number (a SCSI LUN, a minor) is no bus; a busid has its dash, a root hub its "usb".
+    if match is None or int(match.group(2)) < _FIRST_SHIFTED_BUS or not (
+            match.group(1) or (match.group(3) or "").startswith("-")):
+        return component
+    return "%s%d%s" % (match.group(1) or "", int(match.group(2)) + 1, match.group(3) or "")
+
+
+def _renumber_path(path: str) -> str:
+    return "/".join(map(_renumber_component, path.split("/")))
+
+
+def renumbered(capture: Dict[str, dict]) -> Dict[str, dict]:
+    """A capture with each bus from 17 on one number higher: paths, link targets, and the attributes
+    that name the bus (``busnum``, a device's ``dev`` minor, the busids in ``match_busid``)."""
+    result = {}
+    for path, entry in capture.items():
+        entry = dict(entry)
+        name = os.path.basename(path)
+        if "target" in entry:
+            entry["target"] = _renumber_path(entry["target"])
+        text = entry.get("text")
+        if text and name == "busnum" and int(text) >= _FIRST_SHIFTED_BUS:
+            entry["text"] = "%d\n" % (int(text) + 1)
+        elif text and name == "dev" and text.startswith("%d:" % USB_DEVICE_MAJOR):
+            minor = int(text.split(":")[1])
+            if minor // 128 + 1 >= _FIRST_SHIFTED_BUS:
+                entry["text"] = "%d:%d\n" % (USB_DEVICE_MAJOR, minor + 128)
+        elif text and name == "match_busid":
+            entry["text"] = re.sub(r"[^ \n]+", lambda m: _renumber_component(m.group(0)), text)
+        result[_renumber_path(path)] = entry
+    return result
+
+
 def load_capture(name: str) -> Dict[str, dict]:
-    """A capture of ``data/``; a missing one fails the test that needs it, saying so (never a skip)."""
+    """A capture of ``data/``; a missing one fails the test that needs it, saying so (never a skip).
+
+    The captures in :data:`RENUMBERED` come with the fakes' bus numbers.
+    """
     path = DATA / name
     if not path.is_file():
         raise FileNotFoundError("the real-kernel capture %s is missing: it belongs to the repository"
                                 " (data/README.md says how to take it again)" % path)
     with open(path) as f:
-        return json.load(f)
+        capture = json.load(f)
+    return renumbered(capture) if name in RENUMBERED else capture
 
 
 def capture_tree(name: str, root: Path) -> FakeTree:
     """Materialise a real-kernel capture; attributes that failed to read fail the same way.
 
-    EACCES (write-only attributes) is not replayed: root may write them.
+    EACCES (write-only attributes) is not replayed: root may write them. A capture that did not
+    record ``/sys/bus/usb/devices`` gets the links the kernel keeps there: one for each device and
+    interface directory it holds.
     """
     t = FakeTree(root)
-    for path, entry in sorted(load_capture(name).items()):
+    capture = load_capture(name)
+    for path, entry in sorted(capture.items()):
         if entry["type"] == "dir":
             t.dir(path)
         elif entry["type"] == "link":
@@ -493,4 +626,8 @@ def capture_tree(name: str, root: Path) -> FakeTree:
             t.file(path, entry.get("text", ""))
             if entry.get("errno", 13) != 13:
                 t.errors[path] = entry["errno"]
+    if not any(path.startswith(DEVICES + "/") for path in capture):
+        for path, entry in capture.items():
+            if entry["type"] == "dir" and path + "/busnum" in capture or path + "/bInterfaceClass" in capture:
+                t.link("%s/%s" % (DEVICES, os.path.basename(path)), path)
     return t

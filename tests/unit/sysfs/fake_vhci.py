@@ -13,7 +13,10 @@ lock file, so processes as well as threads can share one fake controller.
 Two instruments serve the concurrency tests: ``overlaps`` counts attach
 writes that were in the kernel at the same time (the host-wide lock must keep
 it at 0), and ``steal`` makes the next attach writes find their port just
-taken by a peer that does not use our lock (a C ``usbip attach``).
+taken by a peer that does not use our lock (a C ``usbip attach``). A third,
+``refuse``, makes the next attach writes fail with EINVAL, as ``attach_store``
+fails one whose descriptor it cannot use as a stream socket; the port stays
+free (``test_sysfs_capture.py`` compares that state with the kernel's).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class FakeVhci:
         self.controllers = controllers
         self.hc_ports = hc_ports
         self.steal = 0
+        self.refuse = 0
         self.garble_reads = 0
         self._dir = self.host(VHCI)
         self._dir.mkdir(parents=True)
@@ -63,6 +67,7 @@ class FakeVhci:
         (self._dir / "driver_override").write_text("(null)\n")  # what every platform device shows
         (self._dir / "modalias").write_text("platform:vhci_hcd\n")
         (self._dir / "uevent").write_text("")
+        (self._dir / "driver").symlink_to("../../../bus/platform/drivers/vhci_hcd")
         for name in ("attach", "detach"):
             (self._dir / name).write_text("")
         for pdev in range(controllers):
@@ -162,6 +167,9 @@ class FakeVhci:
         port, sockfd, devid, speed = (int(field) for field in value.split())
         pdev, rhport = port // (2 * self.hc_ports), port % self.hc_ports
         if pdev >= self.controllers or speed not in (1, 2, 3, 4, 5):
+            raise _error(errno.EINVAL, ATTACH, value)
+        if self.refuse:
+            self.refuse -= 1
             raise _error(errno.EINVAL, ATTACH, value)
         # As attach_store: the speed, not the port number, chooses the hub.
         target = pdev * 2 * self.hc_ports + (self.hc_ports if speed == 5 else 0) + rhport

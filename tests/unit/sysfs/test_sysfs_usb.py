@@ -41,13 +41,14 @@ def test_describe_reads_every_field_of_the_wire_record_and_the_local_view(tree):
 
 
 def test_devices_lists_every_device_in_bus_order_without_root_hubs_or_interfaces(tree):
-    assert [d.busid for d in UsbBus(tree.sysfs()).devices()] == ["1-1", "1-2", "17-1", "18-1", "18-1.4", "18-2"]
+    assert [d.busid for d in UsbBus(tree.sysfs()).devices()] == [
+        "1-1", "1-2", "17-1", "18-1", "18-1.2", "18-1.3", "18-2", "18-3"]
 
 
 def test_bindable_only_skips_hubs_and_imported_devices(tree):
     bus = UsbBus(tree.sysfs())
-    assert [d.busid for d in bus.devices(bindable_only=True)] == ["17-1", "18-1.4", "18-2"]
-    assert [d.busid for d in bus.devices() if d.bindable] == ["17-1", "18-1.4", "18-2"]
+    assert [d.busid for d in bus.devices(bindable_only=True)] == ["17-1", "18-1.2", "18-1.3", "18-2", "18-3"]
+    assert [d.busid for d in bus.devices() if d.bindable] == ["17-1", "18-1.2", "18-1.3", "18-2", "18-3"]
 
 
 def test_hub_and_vhci_flags(tree):
@@ -66,23 +67,33 @@ def test_scan_costs_one_listing_and_stops_early_on_hubs_and_imported_devices(tre
 
 
 def test_unconfigured_device_has_no_interfaces_and_absent_strings_are_none(tree):
-    device = UsbBus(tree.sysfs()).describe("18-2")
+    tree.kernel_driver_unbind("18-3")  # no driver: the generic driver's release unconfigured it
+    tree.remove(tree.resolve("18-3") + "/serial")  # a device without a serial string shows no attribute
+    device = UsbBus(tree.sysfs()).describe("18-3")
     assert (device.device.configuration_value, device.device.num_interfaces, device.device.interfaces) == (0, 0, ())
     assert device.device.speed is Speed.FULL
-    assert (device.driver, device.serial, device.manufacturer) == (None, None, "Logitech")
+    assert (device.driver, device.serial, device.manufacturer) == (None, None, "QEMU")
+
+
+def test_a_device_bound_to_usbip_host_is_unconfigured(tree):
+    tree.kernel_host_bind("18-1.2")  # as 04-hardware-bound.json shows it
+    device = UsbBus(tree.sysfs()).describe("18-1.2")
+    assert (device.device.configuration_value, device.device.interfaces, device.driver) == (0, (), "usbip-host")
+    assert (device.serial, device.product) == ("LABDISK1", "QEMU USB HARDDRIVE")
 
 
 def test_device_behind_a_hub(tree):
-    device = UsbBus(tree.sysfs()).describe("18-1.4")
-    assert device.device.path == XHCI + "/usb18/18-1/18-1.4"
-    assert (device.devpath, device.device.busnum, device.device.devnum) == ("1.4", 18, 3)
-    assert device.product == " Cruzer Blade"  # the kernel's text, untouched
+    device = UsbBus(tree.sysfs()).describe("18-1.2")
+    assert device.device.path == XHCI + "/usb18/18-1/18-1.2"
+    assert (device.devpath, device.device.busnum, device.device.devnum) == ("1.2", 18, 4)
+    assert (device.product, device.serial, device.driver) == ("QEMU USB HARDDRIVE", "LABDISK1", "usb")
     assert device.device.interfaces == (UsbInterface(0x08, 0x06, 0x50),)
 
 
 def test_device_unplugged_during_a_scan_is_left_out(tree):
     tree.remove(XHCI + "/usb18/18-2")  # its bus link now dangles
-    assert [d.busid for d in UsbBus(tree.sysfs()).devices()] == ["1-1", "1-2", "17-1", "18-1", "18-1.4"]
+    assert [d.busid for d in UsbBus(tree.sysfs()).devices()] == ["1-1", "1-2", "17-1", "18-1", "18-1.2", "18-1.3",
+                                                                 "18-3"]
 
 
 def test_unknown_busid(tree):

@@ -102,8 +102,8 @@ def test_absent_on_a_device_that_is_not_there_is_ok(run_module, static_tree, che
 
 
 def test_absent_still_refuses_an_ambiguous_match(run_module, tree):
-    tree.usb_device(XHCI + "/usb18/18-1/18-1.3", devnum=5, devpath="1.3", vendor=0x1209, product=0x0001,
-                    interfaces=ACM, strings={"serial": "OTHER"})
+    tree.usb_device(XHCI + "/usb18/18-1/18-1.4", devnum=7, devpath="1.4", vendor=0x1209, product=0x0001,
+                    interfaces=ACM, strings={"serial": "OTHER"})  # on a free port of the hub
     result = run(run_module, tree, {"match": {"vendor": "1209"}, "state": "absent"})
     assert result["failed"] and result["error"] == "AmbiguousMatch"
 
@@ -130,9 +130,9 @@ def test_a_match_selects_the_one_exportable_device(run_module, tree, match):
 
 
 def test_a_bare_devpath_matches_on_any_controller(run_module, tree):
-    result = run(run_module, tree, {"match": {"port_path": "1.4"}}, check_mode=True)
-    assert result["device"]["busid"] == "18-1.4"
-    assert result["device"]["port_path"] == "0000:00:14.0-1.4"
+    result = run(run_module, tree, {"match": {"port_path": "1.2"}}, check_mode=True)
+    assert result["device"]["busid"] == "18-1.2"
+    assert result["device"]["port_path"] == "0000:00:03.0-1.2"
 
 
 def test_a_match_without_device_lists_the_candidates(run_module, tree):
@@ -140,19 +140,19 @@ def test_a_match_without_device_lists_the_candidates(run_module, tree):
     assert result["failed"] and result["error"] == "NoMatch"
     msg = result["msg"]
     assert msg.startswith("no device on this host matches serial=NOPE; candidates: 17-1 (1209:0001 serial=SER-gdummy")
-    assert "18-1.4 (0781:5567 serial=4C530001230905113465 port_path=0000:00:14.0-1.4" in msg
-    assert "18-2 (046d:c52b" in msg
+    assert "18-1.2 (46f4:0001 serial=LABDISK1 port_path=0000:00:03.0-1.2" in msg
+    assert "18-2 (0627:0001" in msg
     assert "1-1 " not in msg and "18-1 " not in msg  # imported devices and hubs are not candidates
     assert run_module.journal == []
 
 
 def test_an_ambiguous_match_lists_the_devices_it_found(run_module, tree):
-    tree.usb_device(XHCI + "/usb18/18-1/18-1.3", devnum=5, devpath="1.3", vendor=0x1209, product=0x0001,
-                    interfaces=ACM, strings={"serial": "OTHER"})
+    tree.usb_device(XHCI + "/usb18/18-1/18-1.4", devnum=7, devpath="1.4", vendor=0x1209, product=0x0001,
+                    interfaces=ACM, strings={"serial": "OTHER"})  # on a free port of the hub
     result = run(run_module, tree, {"match": {"vendor": "1209", "product": "0001"}})
     assert result["failed"] and result["error"] == "AmbiguousMatch"
     assert "2 devices on this host match vendor=1209 product=0001: 17-1 (" in result["msg"]
-    assert "18-1.3 (1209:0001 serial=OTHER" in result["msg"]
+    assert "18-1.4 (1209:0001 serial=OTHER" in result["msg"]
     assert "narrow the match" in result["hint"]
 
 

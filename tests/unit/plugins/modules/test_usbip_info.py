@@ -24,12 +24,12 @@ def test_devices_exports_and_vudc_instances(run_module, tree):
     assert result["changed"] is False and run_module.journal == []
     assert result["drivers"] == {"usbip_host": True, "vhci_hcd": False, "usbip_vudc": True, "gadget_configfs": False}
     by_busid = {d["busid"]: d for d in result["devices"]}
-    assert sorted(by_busid) == ["1-1", "1-2", "17-1", "18-1", "18-1.4", "18-2"]
+    assert sorted(by_busid) == ["1-1", "1-2", "17-1", "18-1", "18-1.2", "18-1.3", "18-2", "18-3"]
     assert result["exported"] == ["17-1"]
     assert by_busid["17-1"]["usbip_status"] == "available" and by_busid["17-1"]["bound"] is True
     assert by_busid["1-1"]["under_vhci"] is True and by_busid["1-1"]["exportable"] is False
     assert by_busid["18-1"]["is_hub"] is True
-    assert by_busid["18-1.4"]["port_path"] == "0000:00:14.0-1.4" and by_busid["18-1.4"]["serial"]
+    assert by_busid["18-1.2"]["port_path"] == "0000:00:03.0-1.2" and by_busid["18-1.2"]["serial"] == "LABDISK1"
     assert result["vudc"] == [
         {"busid": "usbip-vudc.0", "gadget": "gvudc", "exportable": True, "usbip_status": "available",
          "usbid": "1d6b:0104", "id_vendor": "1d6b", "id_product": "0104", "speed": "High Speed(480Mbps)"},
@@ -147,20 +147,20 @@ def test_export_rules_accept_every_exportable_device_they_match(run_module, tree
     rules = [
         {"match": {"vendor": "0x1209"}},                       # 17-1; 1-1 is 1209 too but imported through vhci
         {"match": {"vendor": 0x1209, "product": "0001"}},      # an integer ID, labelled as given
-        {"busid": "18-1.4"},
-        {"match": {"port_path": "0000:00:14.0-1.4", "serial": "4C530001230905113465"}},
+        {"busid": "18-1.2"},
+        {"match": {"port_path": "0000:00:03.0-1.2", "serial": "LABDISK1"}},
         {"match": {"port_path": "1"}},                         # devpath 1 on every bus: 17-1; the hub 18-1 is not
-        {"match": {"vendor": "05e3"}},                         # the hub: never exportable
+        {"match": {"vendor": "0409"}},                         # the hub: never exportable
         {"busid": "1-2"},                                      # imported through vhci: never exportable
     ]
     result = run_module(usbip_info, {"gather": [], "export_rules": rules}, tree.sysfs)
     assert result["export_rules"] == [
         {"rule": "vendor=0x1209", "busids": ["17-1"]},
         {"rule": "vendor=4617 product=0001", "busids": ["17-1"]},
-        {"rule": "busid=18-1.4", "busids": ["18-1.4"]},
-        {"rule": "port_path=0000:00:14.0-1.4 serial=4C530001230905113465", "busids": ["18-1.4"]},
+        {"rule": "busid=18-1.2", "busids": ["18-1.2"]},
+        {"rule": "port_path=0000:00:03.0-1.2 serial=LABDISK1", "busids": ["18-1.2"]},
         {"rule": "port_path=1", "busids": ["17-1"]},
-        {"rule": "vendor=05e3", "busids": []},
+        {"rule": "vendor=0409", "busids": []},
         {"rule": "busid=1-2", "busids": []},
     ]
     assert result["undeclared_exports"] == ["18-2"]
