@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LAB := $(PY) -m lab
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv lab-deps lint ansible-lint sanity unit lab-selftest integration fleet test demo clean
+.PHONY: all venv lab-deps lint ansible-lint sanity unit lab-selftest integration fleet test demo clean coverage mutation
 
 all: test
 
@@ -63,6 +63,28 @@ demo: venv lab-deps
 bench: venv lab-deps
 	@echo "==> benchmarks: ours vs Debian's C usbip tools in one lab guest (about 15 min); rewrites docs/performance.md"
 	$(PY) -m bench
+
+# Branch coverage of the unit suite, one row per package (the table in docs/testing.md); about 3 minutes.
+# The full report is build/coverage/report.txt, the HTML one build/coverage/html/index.html.
+coverage: venv
+	@echo "==> coverage of the unit suite (host)"
+	rm -rf build/coverage && mkdir -p build/coverage
+	export COVERAGE_RCFILE=tools/mutation/coverage.rc; \
+	$(PY) -m coverage run -m pytest -q -p no:cacheprovider tests/unit; status=$$?; \
+	$(PY) -m coverage combine -q && \
+	$(PY) -m coverage report > build/coverage/report.txt && \
+	$(PY) -m coverage html -q -d build/coverage/html && \
+	$(PY) -m coverage json -q -o build/coverage/coverage.json && \
+	$(PY) tools/mutation/coverage_by_package.py build/coverage/coverage.json; exit $$status
+
+# Mutation testing of the modules where a bug costs most, each against the unit tests that exercise it
+# (tools/mutation/targets.py); not part of `make test`: hours for all targets. One target or more:
+#   make mutation MUTATION_TARGETS="validate records"
+# Scores per target on the terminal; survivors in build/mutation/survivors.txt.
+MUTATION_TARGETS ?=
+mutation: venv
+	@echo "==> mutation testing (mutmut, lowest CPU priority, one test process)"
+	nice -n 19 $(PY) tools/mutation/run.py $(MUTATION_TARGETS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
