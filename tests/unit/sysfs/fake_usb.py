@@ -627,7 +627,7 @@ def capture_tree(name: str, root: Path) -> FakeTree:
             if entry.get("errno", 13) != 13:
                 t.errors[path] = entry["errno"]
     if not any(path.startswith(DEVICES + "/") for path in capture):
-        for path, entry in capture.items():
-            if entry["type"] == "dir" and path + "/busnum" in capture or path + "/bInterfaceClass" in capture:
+        for path in capture:
+            if path + "/busnum" in capture or path + "/bInterfaceClass" in capture:  # a device, an interface
                 t.link("%s/%s" % (DEVICES, os.path.basename(path)), path)
     return t

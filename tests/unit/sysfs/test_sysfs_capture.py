@@ -85,8 +85,9 @@ NOT_MODELED: Dict[str, str] = {
     r"(usb)?[0-9]+(-[0-9.]+)?-port[0-9]+": "hub ports (with their device and peer links): nothing here reads"
                                            " them, and vhci's 30 would slow every tree",
     r"port": "a device's link to its hub port (see the hub ports)",
-    r"host[0-9]+|ttyUSB[0-9]+|[0-9A-F]{4}:[0-9A-F]{4}:[0-9A-F]{4}\.[0-9A-F]{4}": "what an interface's driver"
-        " creates below it (a SCSI host, a tty, a HID device): the drivers here stop at the interface",
+    r"host[0-9]+|ttyUSB[0-9]+|[0-9A-F]{4}:[0-9A-F]{4}:[0-9A-F]{4}\.[0-9A-F]{4}":
+        "what an interface's driver creates below it (a SCSI host, a tty, a HID device): the drivers here stop"
+        " at the interface",
     r"gadget(\.[0-9]+)?": "a UDC's gadget device, numbered by boot: the drivers here read the UDC's attributes",
 }
 #: Attributes whose content is the moment's, not the device's: compared for presence only.
