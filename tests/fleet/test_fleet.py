@@ -111,8 +111,8 @@ def test_check_diff_shows_the_changed_declaration_and_changes_nothing(fleet, env
     assert recap["server1"]["changed"] == 0
     assert recap["client1"]["changed"] > 0
     # the template diff drops the serial adapter's declaration
-    assert "-  - server: 10.76.0.1" in run.stdout or '-    product: "0001"' in run.stdout or \
-        "-    product: '0001'" in run.stdout, run.stdout[-4000:]
+    assert "-  - server: 10.76.0.1" in run.stdout or '-    product: "6001"' in run.stdout or \
+        "-    product: '6001'" in run.stdout, run.stdout[-4000:]
     assert attached(fleet) == before
     assert fleet.ssh(fleet["client1"], "cat /etc/usbip/attachments.yml").stdout == config_before
 
