@@ -194,8 +194,8 @@ def test_requests_round_trip():
     assert encode_request("PING") == b"PING" and parse_request(b"PING", 0) == privsep.Request("PING")
 
 
-@pytest.mark.parametrize("call", [("EXPORT",), ("EXPORT", "1-1", "x"), ("RULES", "x"), ("DROP",), ("EXPORT", "a b"),
-                                  ("EXPORT", "x" * 300), ("EXPORT", "\u00e9")])
+@pytest.mark.parametrize("call", [("EXPORT",), ("EXPORT", "1-1", "x", "y"), ("RULES", "x"), ("DROP",),
+                                  ("EXPORT", "a b"), ("EXPORT", "x" * 300), ("EXPORT", "\u00e9")])
 def test_a_request_the_network_side_cannot_encode(call):
     with pytest.raises((ValueError, UnicodeEncodeError)):
         encode_request(*call)
@@ -212,8 +212,8 @@ def test_a_request_the_network_side_cannot_encode(call):
     (b"RULES ", 0, "single spaces"),
     (b"rules", 0, "unknown operation 'rules'"),
     (b"UNBIND 17-1", 0, "unknown operation 'UNBIND'"),
-    (b"EXPORT", 1, "EXPORT takes 1 argument, got 0"),
-    (b"EXPORT 17-1 17-2", 1, "EXPORT takes 1 argument, got 2"),
+    (b"EXPORT", 1, "EXPORT takes 1 to 2 arguments, got 0"),
+    (b"EXPORT 17-1 dns:a b", 1, "EXPORT takes 1 to 2 arguments, got 3"),
     (b"RULES now", 0, "RULES takes 0 arguments, got 1"),
     (b"EXPORT 17-1", 0, "EXPORT carries 1 descriptor, got 0"),
     (b"EXPORT 17-1", 2, "EXPORT carries 1 descriptor, got 2"),

@@ -230,7 +230,7 @@ def load_service(args):
     files, read here in the monitor), looks the account up, checks that the
     kernel modules are loaded. Any failure is one :class:`UsbipError` line.
     """
-    from ..daemon import exports, process  # noqa: PLC0415
+    from ..daemon import exports, ownership, process  # noqa: PLC0415
     from ..daemon.catalog import exporter_for  # noqa: PLC0415
     from ..net.server import allows  # noqa: PLC0415
     from ..sysfs.fs import Sysfs  # noqa: PLC0415
@@ -258,8 +258,11 @@ def load_service(args):
     def apply_rules() -> None:
         exports.apply(host, rules)
 
+    # Root keeps the records in /run/usbip; another user only where USBIP_EXPORTS_FILE points.
+    records = ownership.Ownership(exporter.status) \
+        if os.geteuid() == 0 or os.environ.get(ownership.PATH_ENV) else None
     return process.Service(
-        exporter=exporter, modes=modes, apply_rules=apply_rules, account=who,
+        exporter=exporter, modes=modes, apply_rules=apply_rules, account=who, ownership=records,
         network=functools.partial(_network, options, exporter, rules, sysfs, who),
         description="%s-mode devices" % exporter.mode, close=release,
         peer_allowed=functools.partial(allows, tuple(options.allow)))

@@ -55,6 +55,7 @@ from ..device import DeviceStatus, UsbDevice
 from ..errors import InvalidArgument, UsbipError
 from ..sysfs.errors import DeviceBusy, DeviceError, DeviceNotFound, NotExportable
 from ..throttle import LogThrottle
+from .ownership import tls_name as valid_tls_name
 
 log = logging.getLogger("usbipd")
 
@@ -74,11 +75,13 @@ READY = "READY"
 PING = "PING"
 #: The closed set of requests: operation -> (number of arguments, number of descriptors).
 OPERATIONS: Dict[str, Tuple[int, int]] = {
-    EXPORT: (1, 1),  # EXPORT <busid> + the client's connected TCP socket
+    EXPORT: (1, 1),  # EXPORT <busid> [<tls-name>] + the client's connected TCP socket
     RULES: (0, 0),  # re-apply the export rules (the network process saw a hotplug)
     READY: (0, 0),  # the network process listens on every socket and serves
     PING: (0, 0),  # the network process's event loop is alive (the monitor feeds systemd's watchdog)
 }
+#: Optional trailing arguments an operation may carry beyond its arity (EXPORT: the client's TLS name).
+OPTIONAL_ARGUMENTS: Dict[str, int] = {EXPORT: 1}
 
 #: Error kinds of an ``ERR`` reply, most specific first, and the class raised again on the network side.
 KINDS: Tuple[Tuple[str, Type[UsbipError]], ...] = (
@@ -113,7 +116,7 @@ class Request:
 # -- the codec ----------------------------------------------------------------------------------
 def encode_request(op: str, *args: str) -> bytes:
     """The bytes of one request; a caller's mistake (unknown op, wrong arity, bad text) raises ValueError."""
-    if op not in OPERATIONS or len(args) != OPERATIONS[op][0]:
+    if op not in OPERATIONS or not _arity_ok(op, len(args)):
         raise ValueError("not a request of the channel: %r %r" % (op, args))
     data = " ".join((op,) + args).encode("ascii")
     if len(data) > MAX_MESSAGE or not _printable(data) or any(not a or " " in a for a in args):
@@ -136,11 +139,19 @@ def parse_request(data: bytes, descriptors: int) -> Request:
     if op not in OPERATIONS:
         raise Refused("unknown operation %s" % _clip(op))
     arity, fds = OPERATIONS[op]
-    if len(args) != arity:
-        raise Refused("%s takes %d argument%s, got %d" % (op, arity, "" if arity == 1 else "s", len(args)))
+    if not _arity_ok(op, len(args)):
+        optional = OPTIONAL_ARGUMENTS.get(op, 0)
+        raise Refused("%s takes %s argument%s, got %d" % (
+            op, "%d to %d" % (arity, arity + optional) if optional else "%d" % arity,
+            "" if arity + optional == 1 else "s", len(args)))
     if descriptors != fds:
         raise Refused("%s carries %d descriptor%s, got %d" % (op, fds, "" if fds == 1 else "s", descriptors))
     return Request(op, args)
+
+
+def _arity_ok(op: str, count: int) -> bool:
+    arity = OPERATIONS[op][0]
+    return arity <= count <= arity + OPTIONAL_ARGUMENTS.get(op, 0)
 
 
 def kind_of(error: BaseException) -> str:
@@ -193,8 +204,10 @@ class Dispatcher:
     configuration has it (the server's own check, handed in by the command
     line), so that an exported socket's peer is judged again here;
     ``apply_rules``, ``on_ready`` and ``on_ping`` carry out ``RULES``,
-    ``READY`` and ``PING``. Nothing a message holds can raise out of
-    :meth:`receive`.
+    ``READY`` and ``PING``; ``ownership`` (a
+    :class:`usbip.daemon.ownership.Ownership`, or None) records who each
+    exported device went to, and is pruned on each ``RULES``. Nothing a
+    message holds can raise out of :meth:`receive`.
 
     ``RULES`` rescans sysfs, and a network process that was taken over could
     ask for it in a loop. So the monitor (:class:`usbip.daemon.process.Monitor`)
@@ -212,8 +225,9 @@ class Dispatcher:
                  on_ready: Callable[[], object], clock: Callable[[], float] = time.monotonic,
                  on_ping: Callable[[], object] = lambda: None,
                  peer_allowed: Callable[[Tuple], bool] = lambda address: True,
-                 rules_interval: float = 0.0) -> None:
+                 rules_interval: float = 0.0, ownership=None) -> None:
         self.exporter = exporter
+        self.ownership = ownership
         self.modes = frozenset(modes)
         self.apply_rules = apply_rules
         self.on_ready = on_ready
@@ -278,6 +292,7 @@ class Dispatcher:
         """Each operation checks its own arguments here, then acts."""
         if request.op == EXPORT:
             busid = self._served_busid(request.args[0])
+            name = self._tls_name(request.args[1]) if len(request.args) > 1 else None
             peer = check_tcp_connection(fds[0])
             if not self.peer_allowed(peer):
                 raise Refused("the socket's peer %s is not in the allowed client networks" % (peer[0],))
@@ -287,6 +302,7 @@ class Dispatcher:
                 log.debug("export of %s refused: %s", busid, err)
                 return encode_reply(err)
             self.stats["exported"] += 1
+            self._record(busid, peer, name)
             return encode_reply()
         if request.op == RULES:
             now = self.clock()
@@ -297,6 +313,7 @@ class Dispatcher:
                 self.stats["rules_coalesced"] += 1
                 return encode_reply()  # carried out with the others when the interval ends
             error = self._apply_rules(now)
+            self.prune()
             return encode_reply(error)
         if request.op == READY:
             self.on_ready()
@@ -316,6 +333,7 @@ class Dispatcher:
             self.rules_due = None
             try:
                 self._apply_rules(self.clock())
+                self.prune()
             except Exception as err:  # noqa: BLE001 - the monitor must outlive a bug in the rules
                 self.throttle.event("internal errors serving the network process were not logged", logging.WARNING,
                                     "internal error applying the export rules: %s", err, exc_info=True)
@@ -334,6 +352,32 @@ class Dispatcher:
                                 "export rules: %s", err)
             return err
         return None
+
+    def prune(self) -> None:
+        """Drop the ownership records of devices the kernel shows free again (never raises)."""
+        if self.ownership is None:
+            return
+        try:
+            self.ownership.prune()
+        except Exception as err:  # noqa: BLE001 - the records are a report; the monitor must go on
+            self.throttle.event("failures of the export records were not logged", logging.WARNING,
+                                "export records not pruned: %s", err)
+
+    def _record(self, busid: str, peer: Tuple, name: Optional[str]) -> None:
+        if self.ownership is None:
+            return
+        try:
+            self.ownership.record(busid, peer, name)
+        except Exception as err:  # noqa: BLE001 - the export is done; a failed record must not undo its OK
+            self.throttle.event("failures of the export records were not logged", logging.WARNING,
+                                "export of %s to %s not recorded: %s", busid, peer[0], err)
+
+    @staticmethod
+    def _tls_name(value: str) -> str:
+        try:
+            return valid_tls_name(value)
+        except InvalidArgument as err:
+            raise Refused(str(err)) from None
 
     def _served_busid(self, value: str) -> str:
         try:
@@ -538,5 +582,12 @@ class ProxyExporter:
     def status_file(self, busid: str) -> str:
         return self.driver.status_file(busid)
 
-    def export(self, busid: str, sockfd: int) -> None:
-        self.channel.call(EXPORT, validate.busid(busid), fd=sockfd)
+    def export(self, busid: str, sockfd: int, tls_name: Optional[str] = None) -> None:
+        """Ask the monitor to export; ``tls_name`` (the client certificate's name) goes into its records."""
+        args: Tuple[str, ...] = (validate.busid(busid),)
+        if tls_name:
+            try:
+                args += (valid_tls_name(tls_name),)
+            except InvalidArgument:
+                log.debug("TLS name %r not recorded for %s: not a token of 64 characters or fewer", tls_name, busid)
+        self.channel.call(EXPORT, *args, fd=sockfd)

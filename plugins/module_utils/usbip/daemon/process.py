@@ -48,6 +48,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import UsbipError
+from .ownership import PRUNE_SECONDS
 from .privsep import RULES_INTERVAL, Dispatcher
 
 log = logging.getLogger("usbipd")
@@ -211,7 +212,9 @@ class Service:
     ``ping_seconds`` unless that is None); ``account`` is None when there is
     nothing to drop (not started as root); ``peer_allowed(address)`` says
     whether the configuration's allow-list admits a client address (checked
-    again on every ``EXPORT``).
+    again on every ``EXPORT``); ``ownership`` (a
+    :class:`usbip.daemon.ownership.Ownership`, or None) keeps the records of
+    who holds each exported device.
     """
 
     exporter: Any
@@ -223,6 +226,7 @@ class Service:
     description: str = ""
     #: Releases what the configuration holds (the TLS context and its key log); called once, by :meth:`release`.
     close: Callable[[], object] = lambda: None
+    ownership: Any = None
     released: bool = False
 
     def release(self) -> None:
@@ -285,6 +289,8 @@ class Monitor:
         self._wakeup: List[int] = []
         #: Every configuration a network process was started with (released at the end).
         self._spawned: List[Service] = []
+        #: When the export records are next pruned (a :func:`time.monotonic` time).
+        self.prune_at = time.monotonic() + PRUNE_SECONDS
 
     # -- run -------------------------------------------------------------------------------
     def run(self, service: Service) -> int:
@@ -297,6 +303,7 @@ class Monitor:
         try:
             service.apply_rules()
             self.current = self._spawn(service)
+            self.current.dispatcher.prune()  # a restarted daemon: keep the holders the kernel still serves
             while not (self.stopping and not self.children):
                 for key, _events in self.selector.select(self._timeout()):
                     if key.data is None:
@@ -307,6 +314,7 @@ class Monitor:
                 for child in list(self.children.values()):
                     if child.deadline is None:
                         child.dispatcher.run_due()
+                self._prune_due()
             return self.status
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -330,7 +338,18 @@ class Monitor:
         deadlines = [c.deadline for c in self.children.values() if c.deadline is not None and not c.killed]
         deadlines += [c.dispatcher.due() for c in self.children.values()
                       if c.deadline is None and c.dispatcher.due() is not None]
+        if self.current is not None and self.current.service.ownership is not None:
+            deadlines.append(self.prune_at)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _prune_due(self) -> None:
+        """Every :data:`PRUNE_SECONDS`: drop the records of devices the kernel freed (a detach, a release)."""
+        now = time.monotonic()
+        if now < self.prune_at:
+            return
+        self.prune_at = now + PRUNE_SECONDS
+        if self.current is not None and self.current.deadline is None:
+            self.current.dispatcher.prune()
 
     # -- the network process -------------------------------------------------------------
     def _spawn(self, service: Service) -> _Child:
@@ -363,7 +382,8 @@ class Monitor:
         child = _Child(pid, ours, service, None)
         child.dispatcher = Dispatcher(service.exporter, service.modes, service.apply_rules,
                                       lambda: self._ready(child), on_ping=lambda: self._pinged(child),
-                                      peer_allowed=service.peer_allowed, rules_interval=self.rules_interval)
+                                      peer_allowed=service.peer_allowed, rules_interval=self.rules_interval,
+                                      ownership=service.ownership)
         self.children[pid] = child
         self.selector.register(ours, selectors.EVENT_READ, child)
         log.debug("network process %d started%s", pid,
