@@ -100,6 +100,7 @@ def test_a_host_message_names_what_the_caller_checks():
     ("2001:db8:0::1", "ip:2001:db8::1"),
     ("ip:10.0.0.5", "ip:10.0.0.5"),
     ("Host.Example.", "dns:host.example"),  # one trailing dot (the root) is dropped
+    ("FAX.", "dns:fax"),  # and nothing else from the end
     ("dns:my-host_1.*.example", "dns:my-host_1.*.example"),
     ("dns:" + LONGEST_NAME, "dns:" + LONGEST_NAME),  # 257 characters with the kind
     (LONGEST_NAME, "dns:" + LONGEST_NAME),

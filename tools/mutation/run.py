@@ -87,8 +87,11 @@ def toml_list(values) -> str:
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
-def write_config(work: str, target: Target, tests: List[str]) -> None:
+def write_config(work: str, target: Target, tests: List[str], deselected: List[str]) -> None:
     """mutmut's and pytest's settings for the work directory (mutmut copies them into ``mutants/``)."""
+    pytest_args = ["-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
+    for nodeid in deselected:
+        pytest_args += ["--deselect", nodeid]
     config = "\n".join([
         "[tool.mutmut]",
         'source_paths = ["src"]',
@@ -96,18 +99,41 @@ def write_config(work: str, target: Target, tests: List[str]) -> None:
         "also_copy = %s" % toml_list(path for path in TEST_TREES if not path.startswith("tests/")),
         "only_mutate = %s" % toml_list("src/" + module for module in target.modules),
         "pytest_add_cli_args_test_selection = %s" % toml_list(tests),
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]',
-        # A git checkout is not what mutmut runs in: no change detection against one.
+        "pytest_add_cli_args = %s" % toml_list(pytest_args),
+        # Each test run in a fresh child of a process that has only collected the tests: some tests keep
+        # state in their parameters (a reader fed by the test), which a second run in one process would see.
+        'process_isolation = "forkserver"',
+        # Every run starts afresh: none of mutmut's bookkeeping for reusing results of an earlier run
+        # (a git checkout to compare with, and call tracing that slows the first run 40-fold).
         "use_git_change_detection = false",
+        "track_dependencies = false",
         "",
         "[tool.pytest.ini_options]",
         # mutmut puts mutants/src (the mutated package) first on sys.path; the rest as in the repository.
-        'pythonpath = [".", "tests/unit/sysfs"]',
+        'pythonpath = ["src", ".", "tests/unit/sysfs"]',
         "timeout = 120",
         "",
     ])
     with open(os.path.join(work, "pyproject.toml"), "w", encoding="utf-8") as handle:
         handle.write(config)
+
+
+def failing_tests(work: str, tests: List[str], env: Dict[str, str]) -> List[str]:
+    """The tests among ``tests`` that fail on the code as it is: mutmut needs a passing run to start from.
+
+    A tree that other work is changing may have some; they are left out of the run and named.
+    """
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests],
+                          cwd=work, env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    with open(os.path.join(work, "baseline.log"), "w", encoding="utf-8") as log:
+        log.write(done.stdout)
+    failed = []
+    for line in done.stdout.splitlines():
+        for prefix in ("FAILED ", "ERROR "):
+            if line.startswith(prefix):
+                failed.append(line[len(prefix):].split(" - ")[0])
+    return failed
 
 
 def results(work: str, target: Target) -> Dict[str, str]:
@@ -152,9 +178,14 @@ def run_target(name: str, target: Target, ref: Optional[str], max_children: int)
     missing = sorted(set(target.tests) - set(tests))
     if missing:
         print("    %s: not in this tree, left out: %s" % (name, ", ".join(missing)))
-    write_config(work, target, tests)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTEST_ADDOPTS", None)
+    write_config(work, target, tests, [])
+    deselected = failing_tests(work, tests, env)
+    if deselected:
+        print("    %s: %d tests fail on the unmutated code, left out (see %s):\n      %s" % (
+            name, len(deselected), os.path.join(work, "baseline.log"), "\n      ".join(deselected)))
+    write_config(work, target, tests, deselected)
     started = time.monotonic()
     with open(os.path.join(work, "mutmut.log"), "w", encoding="utf-8") as log:
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
