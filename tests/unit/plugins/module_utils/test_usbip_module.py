@@ -139,10 +139,10 @@ def test_a_real_run_reads_the_kernel_as_it_is(monkeypatch, tmp_path):
 
 
 def test_every_device_result_starts_with_the_same_identity(tmp_path):
-    dev = UsbBus(standard_tree(tmp_path).sysfs()).describe("18-1.4")
+    dev = UsbBus(standard_tree(tmp_path).sysfs()).describe("18-1.2")
     local = _usbip_results.local_device_info(dev)
     remote = _usbip_results.remote_device_info(dev.device)
     identity = ["busid", "id_vendor", "id_product", "usbid", "vendor_name", "product_name"]
     assert list(local)[:6] == list(remote)[:6] == identity
-    assert local["busid"] == "18-1.4" and local["id_vendor"] == "0781" and local["usbid"] == "0781:5567"
+    assert local["busid"] == "18-1.2" and local["id_vendor"] == "46f4" and local["usbid"] == "46f4:0001"
     assert {key: local[key] for key in identity} == {key: remote[key] for key in identity}
