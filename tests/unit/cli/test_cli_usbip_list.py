@@ -120,6 +120,7 @@ def test_list_local_json(usbip, tree):
                        {"class": "0a", "subclass": "00", "protocol": "00"}],
         "driver": "usb",
         "serial": "SER-gdummy",
+        "attached_by": None,
     }
     keyboard = devices[3]
     assert (keyboard["vendor"], keyboard["product"], keyboard["driver"]) == (None, None, None)

@@ -34,7 +34,11 @@ JSON output. Keys are never removed or renamed; new keys may be added.
 Ids and class codes are lower-case hex strings (4 and 2 digits), names come
 from ``usb.ids`` (null when unknown), ``speed`` is one of ``unknown low full
 high wireless super super_plus``. ``driver`` and ``serial`` are known for
-local devices only; remote and device-mode records carry null.
+local devices only; remote and device-mode records carry null. ``list -l``
+and ``list -d`` add ``attached_by``: null when the device is free (or usbipd
+keeps no record of it, or the records are not readable: they are root's),
+else ``{"host": "10.0.0.5", "port": 40512, "tls_name": "dns:client" | null,
+"since": "2026-01-02T03:04:05Z"}`` from usbipd's ``/run/usbip/exports.json``.
 
 ``port --json`` prints a list of imported devices::
 
@@ -187,6 +191,12 @@ def _parser() -> Tuple[Parser, Dict[str, Parser]]:
             "Stop offering a local device and give it back to its usual driver.")
     p.add_argument("-b", "--busid", required=True, type=checked(validate.usb_busid), metavar="BUSID",
                    help="busid of the local device")
+
+    p = add("release", "end the current import of an exported device",
+            "End the current import of a device this machine exports (usbip-host or usbip-vudc.N) and leave it"
+            " exported: the client's vhci port frees and the device can be imported again.")
+    p.add_argument("-b", "--busid", required=True, type=checked(validate.busid), metavar="BUSID",
+                   help="busid of the exported device (or usbip-vudc.N)")
 
     p = add("port", "show imported USB devices", "Show the devices imported through vhci_hcd.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -498,7 +508,10 @@ def _cmd_list(ctx: _Context) -> int:
         locals_ = [None] * len(devices)
 
     if args.json:
-        _write_chunks(_json_list(_device_json(d, ctx.names, local) for d, local in zip(devices, locals_)))
+        entries = (_device_json(d, ctx.names, local) for d, local in zip(devices, locals_))
+        if args.remote is None:
+            entries = _with_holders(ctx, entries)
+        _write_chunks(_json_list(entries))
     elif args.parsable:
         _write_chunks(_parsable_listing(devices))
     elif args.remote is not None:
@@ -509,6 +522,36 @@ def _cmd_list(ctx: _Context) -> int:
     else:
         _write_chunks(_short_listing(devices, ctx.names))
     return EXIT_OK
+
+
+def _with_holders(ctx: _Context, entries: Iterable[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    """Each local entry with ``attached_by``: who imports the device (usbipd's records), None when free.
+
+    A record counts only while the kernel shows the device in use, so a
+    record the daemon has not pruned yet is never shown; without read access
+    to the records (not root) every device shows None.
+    """
+    from ..daemon import ownership  # noqa: PLC0415
+    from ..device import DeviceStatus  # noqa: PLC0415
+    from ..sysfs.host import DRIVER_NAME, HostDriver  # noqa: PLC0415
+    from ..sysfs.vudc import VudcDriver  # noqa: PLC0415
+
+    holders = ownership.read()
+    for entry in entries:
+        busid = entry["busid"]
+        holder = holders.get(busid)
+        entry["attached_by"] = None
+        if holder is not None:
+            try:
+                if busid.startswith("usbip-vudc."):
+                    status = VudcDriver(ctx.sysfs).status(busid)
+                else:
+                    status = HostDriver(ctx.sysfs).status(busid) if entry.get("driver") == DRIVER_NAME else None
+            except UsbipError:
+                status = None
+            if status is DeviceStatus.USED:
+                entry["attached_by"] = holder.as_json()
+        yield entry
 
 
 def _not_found(busid: str) -> UsbipError:
@@ -537,6 +580,21 @@ def _cmd_bind_or_unbind(ctx: _Context) -> int:
         raise _not_found(busid) from None
     done, unchanged = _BIND_REPORTS[command]
     ctx.reporter.info(done % busid if result.changed else unchanged % (busid, DRIVER_NAME))
+    return EXIT_OK
+
+
+def _cmd_release(ctx: _Context) -> int:
+    """``release``: ``-1`` to the exported device's ``usbip_sockfd`` (usbip-host or usbip-vudc)."""
+    busid = ctx.args.busid
+    if busid.startswith("usbip-vudc."):
+        from ..sysfs.vudc import VudcDriver  # noqa: PLC0415
+
+        VudcDriver(ctx.sysfs).release(busid)
+    else:
+        from ..sysfs.host import HostDriver  # noqa: PLC0415
+
+        HostDriver(ctx.sysfs).release(busid)
+    ctx.reporter.info("release device on busid %s: complete" % busid)
     return EXIT_OK
 
 
@@ -589,6 +647,7 @@ _COMMANDS: Dict[str, Callable[[_Context], int]] = {
     "bind": _cmd_bind_or_unbind,
     "unbind": _cmd_bind_or_unbind,
     "port": _cmd_port,
+    "release": _cmd_release,
 }
 
 

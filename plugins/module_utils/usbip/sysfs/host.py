@@ -171,6 +171,22 @@ class HostDriver:
                 _check_available(busid, self._status(busid))
             raise
 
+    def release(self, busid: str) -> None:
+        """End the current import of an exported device and leave it exported (bound, available again).
+
+        Writing ``-1`` to ``usbip_sockfd`` makes usbip-host shut the
+        connection down; the client's vhci port then frees. Refused, without
+        a write, when usbip-host does not hold the device or nobody imports it.
+        """
+        busid = validate.usb_busid(busid)
+        status = self._status(busid)
+        if status is None:
+            raise DeviceNotFound("device %s is not exported (not bound to %s)" % (busid, DRIVER_NAME))
+        if status is not DeviceStatus.USED:
+            raise NotExportable("device %s is not in use (usbip_status %d): nothing to release"
+                                % (busid, status.value))
+        self.sysfs.write("%s/%s/usbip_sockfd" % (DEVICES, busid), "-1")
+
     def _roll_back(self, busid: str, previous: Optional[str], added: bool) -> None:
         """Best effort after a failed bind: the bind error is the one to report."""
         undo = [(MATCH_BUSID, "del " + busid)] if added else []

@@ -134,6 +134,17 @@ class VudcDriver:
                 raise NotExportable("no gadget is bound to %s" % name) from None
             raise
 
+    def release(self, name: str) -> None:
+        """End the current import of the gadget and leave it exported: ``-1`` to ``usbip_sockfd``.
+
+        Refused, without a write, while nobody imports it.
+        """
+        name = self._existing(name)
+        status = self._status(name)
+        if status is not DeviceStatus.USED:
+            raise NotExportable("%s is not in use (usbip_status %d): nothing to release" % (name, status.value))
+        self.sysfs.write("%s/%s/usbip_sockfd" % (PLATFORM, name), "-1")
+
     def _existing(self, name: str) -> str:
         name = validate.vudc_busid(name)
         if not self.sysfs.isdir("%s/%s" % (PLATFORM, name)):
