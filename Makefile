@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LAB := $(PY) -m lab
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv lab-deps lint ansible-lint sanity unit lab-selftest integration fleet test demo clean coverage mutation
+.PHONY: all venv lab-deps lint ansible-lint sanity unit lab-selftest integration fleet lab-suites test demo clean coverage mutation
 
 all: test
 
@@ -47,13 +47,19 @@ lab-selftest: venv lab-deps
 
 integration: venv lab-deps
 	@echo "==> integration tests (inside one lab guest, real kernel)"
-	$(LAB) --timeout 2700 pytest -v -rA tests/integration
+	$(LAB) --timeout 2700 pytest -v -rA --durations=15 tests/integration
 
 fleet: venv lab-deps
 	@echo "==> fleet: site.yml over SSH to a server and a client guest, then persistence"
-	$(PY) -m pytest -v -rA --timeout 2400 tests/fleet
+	$(PY) -m pytest -v -rA --durations=0 --timeout 2400 tests/fleet
 
-test: lint ansible-lint unit sanity lab-selftest integration fleet
+# The in-guest suite (one guest) and the fleet (two guests) side by side: they share no port, file or guest, and
+# the fleet waits on SSH and on its guests' services more than it computes. Each one's output follows when it ends.
+lab-suites: venv lab-deps
+	@echo "==> in-guest suite and fleet, side by side"
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration fleet
+
+test: lint ansible-lint unit sanity lab-selftest lab-suites
 
 demo: venv lab-deps
 	@echo "==> demo: converge a server and a client in the lab with playbooks/site.yml"
