@@ -15,6 +15,7 @@ To look at one mutant again, from the target's work directory: ``../../../.venv/
     python tools/mutation/run.py                     # every target (hours)
     python tools/mutation/run.py validate records    # some targets
     python tools/mutation/run.py --ref HEAD vhci     # the committed code and tests, not the work tree
+    python tools/mutation/run.py --survivors vhci    # only the last run's survivors again (after new tests)
 """
 
 from __future__ import annotations
@@ -169,8 +170,25 @@ def show(work: str, names: List[str]) -> str:
     return "\n".join(out)
 
 
-def run_target(name: str, target: Target, ref: Optional[str], max_children: int) -> Dict[str, str]:
+def previous(name: str) -> Dict[str, str]:
+    """The results of the target's last run (empty when there is none)."""
+    try:
+        with open(os.path.join(WORK, name, "results.json"), encoding="utf-8") as handle:
+            return json.load(handle)["mutants"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def run_target(name: str, target: Target, ref: Optional[str], max_children: int,
+               survivors_only: bool) -> Dict[str, str]:
     work = os.path.join(WORK, name)
+    earlier = previous(name) if survivors_only else {}
+    names = list(target.functions)
+    if survivors_only:
+        names = sorted(n for n, s in earlier.items() if s not in ("killed", "timeout", "skipped"))
+        if not earlier or not names:
+            print("    %s: %s" % (name, "no earlier run to take survivors from" if not earlier else "no survivors"))
+            return earlier
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     snapshot(work, ref)
@@ -189,9 +207,11 @@ def run_target(name: str, target: Target, ref: Optional[str], max_children: int)
     started = time.monotonic()
     with open(os.path.join(work, "mutmut.log"), "w", encoding="utf-8") as log:
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
-                               *target.functions], cwd=work, env=env, check=False, stdout=log,
-                              stderr=subprocess.STDOUT)
+                               *names], cwd=work, env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
     found = results(work, target)
+    if survivors_only:
+        # Only the survivors were run again; the rest keep the verdicts of the earlier run.
+        found = dict(earlier, **{n: s for n, s in found.items() if n in names})
     minutes = (time.monotonic() - started) / 60
     if done.returncode != 0 or not found:
         print("    %s: mutmut failed (exit %d), see %s" % (name, done.returncode, os.path.join(work, "mutmut.log")))
@@ -212,6 +232,8 @@ def main(argv: List[str]) -> int:
                         help="mutants tested at once (default 1: a full run takes hours, not the machine)")
     parser.add_argument("--fail-under", type=float, metavar="PERCENT",
                         help="exit 1 when a target's score is below PERCENT")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run again only the mutants that survived the target's last run (after new tests)")
     parser.add_argument("--list", action="store_true", help="list the targets and their tests")
     args = parser.parse_args(argv)
     names = args.targets or list(ORDER)
@@ -237,7 +259,7 @@ def main(argv: List[str]) -> int:
     with open(survivors_path, "w", encoding="utf-8") as survivors:
         for name in names:
             print("==> %s: %s" % (name, ", ".join(TARGETS[name].modules)), flush=True)
-            found = run_target(name, TARGETS[name], args.ref, args.max_children)
+            found = run_target(name, TARGETS[name], args.ref, args.max_children, args.survivors)
             total, detected, percent = score(found)
             counts = {s: sum(1 for v in found.values() if v == s) for s in set(found.values())}
             rows.append((name, total, detected, counts, percent))
