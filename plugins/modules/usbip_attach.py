@@ -250,8 +250,8 @@ detached:
 attached:
   description:
     - With O(all) and O(state=present), one entry per device the declaration covers, already attached or attached
-      now (in check mode, that would be attached), each with the keys RV(changed), RV(port), RV(local_busid),
-      RV(remote) and RV(device) as a run without O(all) returns them for one device.
+      now (in check mode, that would be attached), each with the keys C(changed), C(port), C(local_busid),
+      C(remote) and C(device) as a run without O(all) returns them for one device.
     - Empty when the server offers no device that O(match) takes and none is attached.
   returned: success, with O(all) and O(state=present)
   type: list

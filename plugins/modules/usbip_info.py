@@ -57,7 +57,7 @@ options:
         its server (its IDs are unknown; never detach on a guess).
       - A declaration with O(declared_attachments[].all) is satisfied by every port from its server whose device the
         match accepts (every port from the server without a match), so none of them is undeclared.
-      - A port path is checked against the server's bus ID the port records (its devpath: the record does not name
+      - A port path is checked against the server's bus ID the port records, by its devpath (the record does not name
         the server's controller).
     type: list
     elements: dict

@@ -235,8 +235,8 @@ def test_a_pool_sweep_that_was_postponed_is_tried_on_the_next_pass_uncounted(cap
     pool = Declared("s", 3240, all_devices=True)
     sup = Supervisor([pool], lambda d: False, lambda d, hold: Sweep(attached=(("1-1", 0),), postponed="lock busy"))
     assert sup.step() is False
-    assert [r.getMessage() for r in caplog.records] == ["s:3240/all: attempt 1: attached 1-1 on port 0",
-                                                         "s:3240/all: attempt postponed: lock busy"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "s:3240/all: attempt 1: attached 1-1 on port 0", "s:3240/all: attempt postponed: lock busy"]
     assert sup.attempts == {} and sup.next_try == {}
 
 
