@@ -172,3 +172,73 @@ def test_export_with_a_hostile_tls_name_is_refused_and_changes_nothing(kernel, r
 def test_the_codec_takes_export_with_and_without_a_name():
     assert parse_request(b"EXPORT 17-1", 1).args == ("17-1",)
     assert parse_request(b"EXPORT 17-1 ip:10.0.0.5", 1).args == ("17-1", "ip:10.0.0.5")
+
+
+# -- the monitor's timer ------------------------------------------------------------------------
+class CountingRecords:
+    def __init__(self) -> None:
+        self.prunes = 0
+
+    def prune(self):
+        self.prunes += 1
+        return {}
+
+
+def test_the_monitor_prunes_at_start_and_on_its_timer(monkeypatch):
+    import signal
+    import threading
+    import time
+
+    from usbip.daemon import process
+    from usbip.daemon.privsep import Channel
+
+    def network(channel_socket, ready_fd, ping_seconds) -> int:
+        Channel(channel_socket, timeout=5).call("READY")
+        while True:
+            time.sleep(1)
+
+    class Notifier:
+        def notify(self, *assignments):
+            return True
+
+        def reloading(self):
+            return True
+
+    monkeypatch.setattr(process, "PRUNE_SECONDS", 0.05)
+    records = CountingRecords()
+    service = process.Service(exporter=Kernel(), modes=("host",), apply_rules=lambda: None, network=network,
+                              ownership=records)
+    seen = []
+
+    def watch():
+        deadline = time.monotonic() + 10
+        while records.prunes < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(records.prunes)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    assert process.Monitor(lambda: service, Notifier(), stop_seconds=2).run(service) == 0
+    thread.join(5)
+    assert seen and seen[0] >= 4  # one at start, then one every period
+
+
+def test_the_proxy_sends_a_valid_tls_name_and_drops_a_hostile_one():
+    from usbip.daemon.privsep import ProxyExporter
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls = []
+
+        def call(self, op, *args, fd=None):
+            self.calls.append((op, args, fd))
+
+    channel = Recorder()
+    proxy = ProxyExporter(Kernel(), channel)
+    proxy.export("17-1", 7)
+    proxy.export("17-1", 7, tls_name="dns:client.example")
+    proxy.export("17-1", 7, tls_name="a b")  # not a token: the export goes on, unrecorded by name
+    proxy.export("17-1", 7, tls_name="x" * 65)
+    assert channel.calls == [("EXPORT", ("17-1",), 7), ("EXPORT", ("17-1", "dns:client.example"), 7),
+                             ("EXPORT", ("17-1",), 7), ("EXPORT", ("17-1",), 7)]
