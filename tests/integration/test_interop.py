@@ -1,10 +1,11 @@
-"""Interoperability with Debian's C tools, both ways, in both modes (issue: the stack).
+"""Interoperability with Debian's C tools, both ways, in both modes.
 
 Each test is one cell of the matrix: one side's client against the other
-side's daemon, host mode (a dummy_hcd device bound to usbip-host) or device
-mode (a gadget on usbip-vudc). Every cell lists, attaches, reads the disk
-through USB/IP, checks that *both* tools' ``port`` show the attachment with
-host, port and busid, detaches and unbinds.
+side's daemon, host mode (a disk on the guest's emulated host controllers,
+bound to usbip-host: behind the xHCI hub for our daemon, on EHCI for the C
+daemon) or device mode (a gadget on usbip-vudc). Every cell lists, attaches,
+reads the disk through USB/IP, checks that *both* tools' ``port`` show the
+attachment with host, port and busid, detaches and unbinds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 
 import pytest
 
-from lab.guestkit import block_device_of, find_usb_device, ours, read_disk, sh, wait_for
+from lab import usbhw
+from lab.guestkit import Backing, bench_device, block_device_of, load_usb_hardware, ours, read_disk, sh, wait_for
 
 C = ("usbip",)
 OURS = ours("usbip")
@@ -50,16 +52,18 @@ CELLS = [
 
 @pytest.mark.parametrize("client, daemon, mode, tcp_port", CELLS)
 def test_interop(kernel, gadgets, backing_file, daemons, client, daemon, mode, tcp_port):
-    disk = backing_file(mode, seed=tcp_port)
     # The exporting side's own tool binds (the C daemon with C bind, ours with ours).
     binder = C if daemon == C_DAEMON else OURS
     if mode == "host":
-        gadgets("ms" + mode, "dummy_udc.0", 0x1209, 0x0002, "IOP-%d" % tcp_port, "mass_storage", disk)
-        busid = find_usb_device(0x1209, 0x0002, serial="IOP-%d" % tcp_port)
+        load_usb_hardware()
+        device = usbhw.by_id("disk1" if daemon == OUR_DAEMON else "disk2")
+        disk = Backing(device.backing_name(), usbhw.content(device))
+        busid = bench_device(device.id)
         original_driver = os.path.basename(os.readlink("/sys/bus/usb/devices/%s/driver" % busid))
         sh(*binder, "bind", "-b", busid)
         daemons(*daemon, port=tcp_port)
     else:
+        disk = backing_file(mode, seed=tcp_port)
         gadgets("ms" + mode, "usbip-vudc.1", 0x1209, 0x0003, "IOP-%d" % tcp_port, "mass_storage", disk)
         busid = "usbip-vudc.1"
         daemons(*daemon, "--device", port=tcp_port)
