@@ -16,7 +16,7 @@ from usbip import __version__
 from usbip.cli import common
 
 MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "plugins" / "module_utils")
-COMMANDS = ["help", "version", "attach", "detach", "list", "bind", "unbind", "port"]
+COMMANDS = ["help", "version", "attach", "detach", "list", "bind", "unbind", "release", "port"]
 
 
 def run_module(*argv, env=None):
