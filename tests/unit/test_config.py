@@ -163,7 +163,8 @@ def test_an_empty_usbipd_document_is_the_defaults():
     ({"attachments": [{"server": "x", "busid": "1-1", "tls": True}]}, "attachments[0].tls: true needs the top-level"),
     ({"attachments": [{"server": "x", "busid": "1-1", "server_name": "s"}]}, "attachments[0].server_name: only with"),
     ({"attachments": [{"server": "x", "match": {"vendor": "1d6b", "serial": "A"}}]},
-     "attachments[0].match: unknown key 'serial' (expected one of: vendor, product)"),
+     "attachments[0].match.serial: a server's device list carries no serial number; match a remote device by"
+     " vendor, product, port_path"),
     ({"attachments": [{"server": "x", "match": {"product": "zz"}}]},
      "attachments[0].match.product: expected a 4-digit"),
     ({"colour": "red"}, "unknown key 'colour' (expected one of: interval, retry, timeout, tls, attachments)"),
