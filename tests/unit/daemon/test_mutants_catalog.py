@@ -193,3 +193,37 @@ def test_exporter_for_says_which_modes_exist(tmp_path):
     with pytest.raises(UsbipError) as caught:
         exporter_for([], sysfs)
     assert str(caught.value) == "no mode to serve: host, device or both"
+
+
+def test_an_exporter_without_status_files_is_asked_for_each_status(tmp_path):
+    class StatusOnly:
+        mode = "host"
+
+        def __init__(self):
+            self.asked = []
+
+        def scan(self):
+            return [Device("17-1")]
+
+        def status(self, busid):
+            self.asked.append(busid)
+            return DeviceStatus.AVAILABLE
+
+    exporter = StatusOnly()
+    assert Catalog(exporter).available() == [Device("17-1")] and exporter.asked == ["17-1"]
+
+
+def test_an_export_of_a_listed_device_does_not_rescan(tmp_path):
+    exporter = Exporter(str(tmp_path), ["17-1", "17-2"])
+    catalog = Catalog(exporter)
+    catalog.available()
+    assert catalog.export("17-2", 6) == Device("17-2")
+    assert (catalog.rescans, catalog.generation) == (1, 0)
+    assert exporter.calls == [("scan",), ("export", "17-2", 6)]
+
+
+def test_each_invalidation_is_a_new_generation(tmp_path):
+    catalog = Catalog(Exporter(str(tmp_path), []))
+    for generation in (1, 2, 3):
+        catalog.invalidate()
+        assert catalog.generation == generation
