@@ -62,7 +62,7 @@ def daemons(tmp_path):
     def start(*argv: str, port: int) -> str:
         pidfile = str(tmp_path / ("daemon-%d.pid" % port))
         sh(*argv, "--tcp-port", str(port), "--pid=" + pidfile, "-D")
-        wait_for(lambda: listening(port), 10, "a daemon listening on port %d" % port)
+        wait_for(lambda: listening(port), 60, "a daemon listening on port %d" % port)
         started.append(pidfile)
         return pidfile
 

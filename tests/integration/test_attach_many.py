@@ -106,7 +106,7 @@ def exporting(tmp_path, kind: str, busids: List[str]) -> Iterator[Server]:
             argv = ["usbipd", "--tcp-port", str(server.port)]
         with open(log_path, "w") as log:
             daemon = subprocess.Popen(argv, stderr=log)
-        wait_for(lambda: listening(server.port), 20, "%s usbipd listening" % kind)
+        wait_for(lambda: listening(server.port), 60, "%s usbipd listening" % kind)
         yield server
     finally:
         if daemon is not None:

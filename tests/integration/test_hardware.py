@@ -109,7 +109,7 @@ def our_daemon(tmp_path, rules: str, port: int = PORT, hide_pyudev: bool = False
         daemon = subprocess.Popen([*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(port)],
                                   stderr=log, env=env)
     try:
-        wait_for(lambda: listening(port), 20, "usbipd listening")
+        wait_for(lambda: listening(port), 60, "usbipd listening")
         yield log_path
     finally:
         daemon.terminate()
@@ -183,7 +183,7 @@ def test_the_high_speed_disk_from_the_c_daemon_is_read_by_our_client(hardware, t
     sh("usbip", "bind", "-b", disk)
     daemon = subprocess.Popen(["usbipd", "--tcp-port", str(C_PORT)], stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: listening(C_PORT), 20, "the C usbipd listening")
+        wait_for(lambda: listening(C_PORT), 60, "the C usbipd listening")
         sh(*ours("usbip"), "--tcp-port", str(C_PORT), "attach", "-r", "127.0.0.1", "-b", disk)
         try:
             remote = wait_for(lambda: imported("LABDISK2"), 30, "the disk under vhci_hcd")

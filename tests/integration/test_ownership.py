@@ -68,7 +68,7 @@ def our_daemon(tmp_path, name: str, env: Dict[str, str]):
         daemon = subprocess.Popen([*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(PORT)],
                                   stderr=log, env=env)
     try:
-        wait_for(lambda: listening(PORT), 20, "usbipd listening")
+        wait_for(lambda: listening(PORT), 60, "usbipd listening")
         yield daemon
     finally:
         daemon.terminate()

@@ -217,12 +217,12 @@ def test_an_import_inside_tls_through_the_unprivileged_process(kernel, gadgets, 
              "--tls-cert", certs["server"], "--tls-key", certs["server-key"], "--tls-ca", certs["ca"]],
             stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: listening(TLS_PORT), 20, "usbipd listening on the TLS port")
+        wait_for(lambda: listening(TLS_PORT), 60, "usbipd listening on the TLS port")
         network = wait_for(lambda: children_of(daemon.pid), 10, "the network process")[0]
         assert_unprivileged(network)
         client = (*OURS, "--tls-ca", certs["ca"], "--tls-cert", certs["client1"], "--tls-key",
                   certs["client1-key"], "-t", str(TLS_PORT))
-        sh(*client, "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.5")
+        sh(*client, "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.5", timeout=60)
         port = wait_for(lambda: imported("usbip-vudc.5"), 30, "usbip-vudc.5 on a vhci port")
         assert read("/sys/devices/platform/usbip-vudc.5/usbip_status") == "2"
         Sysfs().write(VHCI + "/detach", str(port.port))

@@ -96,7 +96,7 @@ def tls_daemon(certs, tmp_path):
                 "--tls-key", certs["server-key"], "--tls-ca", certs["ca"], "--tls-port", str(plain_port + 1), *extra]
         with open(log, "w") as f:
             started.append(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT))
-        wait_for(lambda: listening(plain_port) and listening(plain_port + 1), 20, "usbipd listening")
+        wait_for(lambda: listening(plain_port) and listening(plain_port + 1), 60, "usbipd listening")
         return log
 
     yield start
@@ -131,7 +131,7 @@ def test_a_disk_attached_over_kernel_tls(kernel, gadgets, backing_file, tls_daem
     listing = sh(*tls_client(certs, "client1"), "list", "-r", "127.0.0.1", "--json").stdout
     assert "usbip-vudc.6" in listing and "usbip-vudc.7" in listing
     capture = Capture(str(tmp_path / "tls.pcap"), TLS_PORT)
-    sh(*tls_client(certs, "client1"), "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.6")
+    sh(*tls_client(certs, "client1"), "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.6", timeout=60)
     port = wait_for(lambda: imported("usbip-vudc.6"), 30, "usbip-vudc.6 on a vhci port")
     assert vudc_status(6) == "2"
     during = tls_stat()
@@ -221,7 +221,8 @@ def test_a_key_update_after_the_hand_over_ends_the_attachment_cleanly(kernel, ga
         sock.close()
         endpoint.close()
     # the daemon still serves, and the device can be imported again over TLS
-    sh(*tls_client(certs, "client1")[:-2], "-t", str(tls_port), "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.6")
+    sh(*tls_client(certs, "client1")[:-2], "-t", str(tls_port), "attach", "-r", "127.0.0.1", "-d", "usbip-vudc.6",
+       timeout=60)
     port = wait_for(lambda: imported("usbip-vudc.6"), 30, "usbip-vudc.6 on a vhci port again")
     Sysfs().write(VHCI + "/detach", str(port.port))
     wait_for(lambda: vudc_status(6) == "1", 30, "usbip-vudc.6 available after the detach")

@@ -25,7 +25,7 @@ def test_bind_after_start_is_seen_through_uevents(kernel, gadgets, tmp_path):
     log = open(tmp_path / "usbipd.log", "w+")
     daemon = subprocess.Popen([*ours("usbipd"), "--debug", "--tcp-port", str(PORT)], stderr=log)
     try:
-        wait_for(lambda: listening(PORT), 15, "usbipd listening")
+        wait_for(lambda: listening(PORT), 60, "usbipd listening")
         assert busids() == []
         sh(*ours("usbip"), "bind", "-b", busid)
         wait_for(lambda: busids() == [busid], 10, "the bound device in DEVLIST")
