@@ -230,3 +230,16 @@ def test_a_held_lock_says_how_to_find_its_holder(fake):
         with pytest.raises(UsbipError) as caught:
             VhciDriver(fake.sysfs(), timeout=0.05).detach(0)
     assert caught.value.hint == "retry later; 'fuser %s' shows the holder" % LOCK_FILE
+
+
+def test_a_status_caught_mid_change_is_read_again_after_a_pause(fake, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from usbip.sysfs import vhci as module
+
+    pauses = []
+    monkeypatch.setattr(module, "time", SimpleNamespace(sleep=pauses.append, monotonic=time.monotonic))
+    fake.garble_reads = 2
+    assert len(VhciDriver(fake.sysfs()).ports()) == 4
+    assert pauses == [module._READ_DELAY] * 2  # none before the first read, one before each re-read
