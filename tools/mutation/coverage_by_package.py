@@ -55,7 +55,7 @@ def percent(covered: int, total: int) -> str:
 def table(rows: Dict[str, Dict[str, int]], markdown: bool) -> str:
     header = ("package", "files", "statements", "missed", "branches", "partial", "lines %", "branches %",
               "total %")
-    order = [name for name, _prefix in GROUPS if name in rows] + sorted(set(rows) - {n for n, _ in GROUPS})
+    order = [name for name, _prefix in GROUPS if name in rows] + sorted(set(rows) - {name for name, _prefix in GROUPS})
     everything = dict.fromkeys(_FIELDS + ("files",), 0)
     lines = []
     for name in order + ["all"]:
