@@ -77,6 +77,7 @@ TARGETS: Dict[str, Target] = {
             "tests/unit/net/test_flood.py",
             "tests/unit/net/test_tls_admission.py",
             "tests/unit/net/test_server.py",
+            "tests/unit/net/test_mutants_admission.py",
         ),
         functions=(
             "usbip.net.limits.*",
