@@ -62,3 +62,83 @@ def test_the_cache_of_client_networks_holds_at_most_4096():
     assert len(usbipd._networks) == 4096
     usbipd.client_network(first + 4096)
     assert len(usbipd._networks) == 1
+
+
+def test_the_cache_of_client_addresses_holds_at_most_4096():
+    server_module._ADDRESSES.clear()
+    first = ipaddress.ip_address("10.1.0.0")
+    for offset in range(4096):
+        server_module._client_address((str(first + offset), 1))
+    assert len(server_module._ADDRESSES) == 4096
+    server_module._client_address(("10.2.0.0", 1))
+    assert len(server_module._ADDRESSES) == 1
+
+
+def test_only_the_first_percent_sign_starts_a_zone():
+    server_module._ADDRESSES.clear()
+    assert server_module._client_address(("fe80::1%a%b", 1)) == ipaddress.ip_address("fe80::1")
+
+
+def test_a_refusal_says_which_limit_was_reached():
+    usbipd = server(max_connections=3, max_per_client=2)
+    peer = ("192.0.2.7", 40000)
+    assert usbipd.admit(peer) is None
+    usbipd.connections[usbipd.client_network(ipaddress.ip_address("192.0.2.7"))] = 2
+    assert usbipd.admit(peer) == "too many connections from this client (2)"
+    usbipd.active = 3
+    assert usbipd.admit(peer) == "too many connections (3)"
+
+
+class Rlimits:
+    """``resource`` as ``ensure_descriptors`` uses it, with limits set by the test and calls recorded."""
+
+    RLIMIT_NOFILE = 7
+    RLIM_INFINITY = -1
+
+    def __init__(self, soft, hard, refuse=None):
+        self.limits = (soft, hard)
+        self.refuse = refuse
+        self.set = []
+
+    def getrlimit(self, which):
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which, limits):
+        self.set.append((which, limits))
+        if self.refuse:
+            raise self.refuse
+
+
+@pytest.fixture
+def rlimits(monkeypatch):
+    def install(soft, hard, refuse=None):
+        fake = Rlimits(soft, hard, refuse)
+        monkeypatch.setattr(limits, "resource", fake)
+        return fake
+    return install
+
+
+def test_a_soft_limit_that_suffices_is_left_alone(rlimits):
+    fake = rlimits(600, 4096)
+    assert limits.ensure_descriptors(600) == 600 and fake.set == []
+
+
+def test_a_soft_limit_below_is_raised_up_to_a_hard_limit_just_enough(rlimits):
+    fake = rlimits(100, 600)
+    assert limits.ensure_descriptors(600) == 600
+    assert fake.set == [(Rlimits.RLIMIT_NOFILE, (600, 600))]
+
+
+def test_a_hard_limit_below_is_an_error_naming_max_connections(rlimits):
+    fake = rlimits(100, 599)
+    with pytest.raises(UsbipError) as caught:
+        limits.ensure_descriptors(600, 512)
+    assert str(caught.value) == limits._too_low(599, 600, 512) and fake.set == []
+
+
+def test_a_refused_raise_says_why(rlimits):
+    rlimits(100, Rlimits.RLIM_INFINITY, OSError(1, "Operation not permitted"))
+    with pytest.raises(UsbipError) as caught:
+        limits.ensure_descriptors(600, 512)
+    assert str(caught.value) == limits._too_low(100, 600, 512) + " ([Errno 1] Operation not permitted)"
