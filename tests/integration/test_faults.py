@@ -100,6 +100,19 @@ def clean_ports():
     detach_all()
 
 
+# -- a socket that is not connected ------------------------------------------------
+def test_vhci_takes_an_unconnected_socket_and_lets_the_port_go(kernel, clean_ports):
+    """What the unit fakes model (fake_vhci's ``drop``): the write succeeds, and the port is free again at once.
+
+    No caller of ours hands vhci such a socket on purpose; a connection that
+    dies between the import and the attach does the same, so the driver must
+    not count on the write failing.
+    """
+    with socket.socket() as unconnected:
+        port = VhciDriver(Sysfs()).attach(unconnected.fileno(), 0x00010002, Speed.HIGH)
+        wait_for(lambda: VhciDriver(Sysfs()).ports()[port].free, 10, "vhci to let port %d go" % port)
+
+
 # -- 16 at once ----------------------------------------------------------------------
 def _reload_vudc(instances: int) -> None:
     # Allowed while no gadget is bound (the gadgets fixture removed every earlier one).

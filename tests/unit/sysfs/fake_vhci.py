@@ -14,9 +14,10 @@ Two instruments serve the concurrency tests: ``overlaps`` counts attach
 writes that were in the kernel at the same time (the host-wide lock must keep
 it at 0), and ``steal`` makes the next attach writes find their port just
 taken by a peer that does not use our lock (a C ``usbip attach``). A third,
-``refuse``, makes the next attach writes fail with EINVAL, as ``attach_store``
-fails one whose descriptor it cannot use as a stream socket; the port stays
-free (``test_sysfs_capture.py`` compares that state with the kernel's).
+``drop``, makes the next attach writes succeed on a port that is free again at
+once, as the kernel does with a socket that is not connected (seen in the
+lab: ``attach_store`` takes it, the port's receive thread fails and vhci lets
+the port go; ``test_sysfs_capture.py`` compares that state with the kernel's).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class FakeVhci:
         self.controllers = controllers
         self.hc_ports = hc_ports
         self.steal = 0
-        self.refuse = 0
+        self.drop = 0
         self.garble_reads = 0
         self._dir = self.host(VHCI)
         self._dir.mkdir(parents=True)
@@ -168,9 +169,9 @@ class FakeVhci:
         pdev, rhport = port // (2 * self.hc_ports), port % self.hc_ports
         if pdev >= self.controllers or speed not in (1, 2, 3, 4, 5):
             raise _error(errno.EINVAL, ATTACH, value)
-        if self.refuse:
-            self.refuse -= 1
-            raise _error(errno.EINVAL, ATTACH, value)
+        if self.drop:
+            self.drop -= 1
+            return  # taken and let go: the port ends as free as it was
         # As attach_store: the speed, not the port number, chooses the hub.
         target = pdev * 2 * self.hc_ports + (self.hc_ports if speed == 5 else 0) + rhport
         if self.steal:

@@ -22,8 +22,8 @@ those of ``02-attached.json``, and the xHCI bus 18 with the drivers only its
 devices use, which is ``03-hardware.json``; a simulated bind and attach of
 ``17-1`` is compared with ``02-attached.json``, a simulated bind of the disk
 ``18-1.2`` behind the hub with ``04-hardware-bound.json`` and its unbind with
-``05-hardware-unbound.json``; fake_vhci's controller after a refused attach,
-with its root hubs, is ``06-vhci-refused.json``. The hardware captures come
+``05-hardware-unbound.json``; fake_vhci's controller after an attach with an unconnected socket,
+with its root hubs, is ``06-vhci-unconnected.json``. The hardware captures come
 from a boot whose xHCI bus was 17: ``fake_usb.load_capture`` renumbers them
 (bus N >= 17 as N + 1) so that their paths and contents name the fake's bus
 18. What cannot be compared is listed below, each entry with its reason; the
@@ -32,7 +32,6 @@ lists are checked to be needed.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from typing import Dict, List, Tuple, Union
@@ -56,15 +55,15 @@ from fake_usb import (
 from fake_vhci import RECORDS, FakeVhci
 
 from usbip.device import DeviceStatus, Speed
-from usbip.sysfs.errors import NotExportable, SysfsError
+from usbip.sysfs.errors import NotExportable
 from usbip.sysfs.host import HostDriver
 from usbip.sysfs.usb import UsbBus
 from usbip.sysfs.vhci import VhciDriver
 from usbip.sysfs.vudc import VudcDriver
 
 LOADED, ATTACHED = "01-loaded.json", "02-attached.json"
-HARDWARE, BOUND, UNBOUND, REFUSED = (
-    "03-hardware.json", "04-hardware-bound.json", "05-hardware-unbound.json", "06-vhci-refused.json")
+HARDWARE, BOUND, UNBOUND, UNCONNECTED = (
+    "03-hardware.json", "04-hardware-bound.json", "05-hardware-unbound.json", "06-vhci-unconnected.json")
 
 #: Parts of the fake that no capture holds, by path prefix (or part), and why.
 NOT_CAPTURED: Dict[str, str] = {
@@ -228,7 +227,7 @@ def _leads_out_of_the_fake(path: str, real: dict, ours: Dict[str, dict]) -> bool
 
 @pytest.fixture(scope="module")
 def captures():
-    return {name: load_capture(name) for name in (LOADED, ATTACHED, HARDWARE, BOUND, UNBOUND, REFUSED)}
+    return {name: load_capture(name) for name in (LOADED, ATTACHED, HARDWARE, BOUND, UNBOUND, UNCONNECTED)}
 
 
 def standard_states(captures, hardware: str = HARDWARE):
@@ -247,8 +246,8 @@ def comparison(captures, state: str):
 
     fake_vhci's controller has all of the kernel's: the exemptions of the standard tree are not its.
     """
-    if state == REFUSED:
-        return (lambda path: captures[REFUSED]), {}
+    if state == UNCONNECTED:
+        return (lambda path: captures[UNCONNECTED]), {}
     return standard_states(captures, state), NOT_IN_THE_FAKE
 
 
@@ -295,29 +294,32 @@ def test_a_simulated_unbind_agrees_with_the_unbound_capture_both_ways(tmp_path, 
     assert compared > 150
 
 
-def refused_vhci(root) -> FakeVhci:
-    """fake_vhci's controller, with the root hubs of its first two buses, after an attach it refused."""
+def unconnected_vhci(root) -> FakeVhci:
+    """fake_vhci's controller, with the root hubs of its first two buses, after an attach of an unconnected socket.
+
+    The kernel takes the write (no error) and lets the port go at once: the
+    driver reports a port that is free again by the time anyone looks.
+    """
     fake = FakeVhci(root)
     tree = FakeTree(root)
     tree.root_hub(VHCI, 1, "vhci_hcd", maxchild=15, release=HARDWARE_RELEASE)
     tree.root_hub(VHCI, 2, "vhci_hcd", superspeed=True, maxchild=15, release=HARDWARE_RELEASE)
-    fake.refuse = 1
-    with pytest.raises(SysfsError) as refused:
-        VhciDriver(fake.sysfs()).attach(5, 0x00010002, Speed.FULL, ("server", 3240, "1-1"))
-    assert refused.value.errno == errno.EINVAL
+    fake.drop = 1
+    port = VhciDriver(fake.sysfs()).attach(5, 0x00010002, Speed.FULL)
+    assert VhciDriver(fake.sysfs()).ports()[port].free
     return fake
 
 
-def test_the_fake_vhci_after_a_refused_attach_agrees_with_the_capture_both_ways(tmp_path, captures):
+def test_the_fake_vhci_after_an_unconnected_attach_agrees_with_the_capture_both_ways(tmp_path, captures):
     """The whole of ``vhci_hcd.0`` (controller attributes and root hubs) as the kernel left it: every port free."""
-    fake = refused_vhci(tmp_path)
-    capture_of, exempt = comparison(captures, REFUSED)
+    fake = unconnected_vhci(tmp_path)
+    capture_of, exempt = comparison(captures, UNCONNECTED)
     problems, compared = disagreements(fake, capture_of, under=VHCI, exempt=exempt)
     assert problems == []
     assert compared > 110
     assert sorted(fake.host(RECORDS).glob("port*")) == []  # no record of a port it never had
     ports = VhciDriver(fake.sysfs()).ports()
-    assert ports == VhciDriver(capture_tree(REFUSED, tmp_path / "real").sysfs()).ports()
+    assert ports == VhciDriver(capture_tree(UNCONNECTED, tmp_path / "real").sysfs()).ports()
     assert len(ports) == 240 and all(port.free for port in ports)
 
 
@@ -404,7 +406,7 @@ def _plant_in_the_unbound_disk(fake):
     fake.link(DISK + "/driver", HOST)
 
 
-def _plant_in_the_refused_vhci(fake):
+def _plant_in_the_unconnected_vhci(fake):
     fake.host(VHCI + "/usbip_debug").unlink()
     fake.host(VHCI + "/usb1/1-1").mkdir()  # a device on a port the kernel left free
     fake.use(0)
@@ -427,7 +429,7 @@ PLANTED = {
         DISK + "/usbip_status: a file the kernel does not have",
         DISK + "/18-1.2:1.0/bInterfaceProtocol: the fake lacks this kernel attribute",
     ]),
-    REFUSED: (refused_vhci, (VHCI,), _plant_in_the_refused_vhci, [
+    UNCONNECTED: (unconnected_vhci, (VHCI,), _plant_in_the_unconnected_vhci, [
         VHCI + "/status: the content differs",
         VHCI + "/usb1/1-1: a dir the kernel does not have",
         VHCI + "/usbip_debug: the fake lacks this kernel attribute",

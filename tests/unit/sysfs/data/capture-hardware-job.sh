@@ -14,14 +14,15 @@ $PY lab/capture_sysfs.py $O/04-hardware-bound.json $XHCI/$HUB /sys/bus/usb/drive
 usbip unbind -b $DISK
 sleep 2
 $PY lab/capture_sysfs.py $O/05-hardware-unbound.json $XHCI/$HUB /sys/bus/usb/drivers/usbip-host /sys/bus/usb/drivers/usb-storage
-# A refused attach: a socket that is not connected; vhci refuses it and the port stays free.
+# An attach with a socket that is not connected: vhci accepts the write and lets the port go at once.
 $PY -c "
 import socket, errno
 s = socket.socket()
 try:
     open('/sys/devices/platform/vhci_hcd.0/attach', 'w').write('0 %d 65538 2' % s.fileno())
+    print('attach accepted')
 except OSError as e:
     print('attach refused:', errno.errorcode[e.errno])
 "
-$PY lab/capture_sysfs.py $O/06-vhci-refused.json /sys/devices/platform/vhci_hcd.0
+$PY lab/capture_sysfs.py $O/06-vhci-unconnected.json /sys/devices/platform/vhci_hcd.0
 ls -la $O
