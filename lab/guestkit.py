@@ -27,7 +27,7 @@ import random
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The stack's package root: ``usbip`` is imported from here, in this process and in child commands.
@@ -153,10 +153,13 @@ def write_backing(path: str, size: int, seed: int = 1) -> Backing:
 
 
 # -- devices ------------------------------------------------------------------------------------
+DEVICES = "/sys/bus/usb/devices"
+
+
 def usb_devices() -> Dict[str, Dict[str, str]]:
     """busid -> idVendor/idProduct/serial of every USB device (root hubs excluded)."""
     found = {}
-    base = "/sys/bus/usb/devices"
+    base = DEVICES
     for name in os.listdir(base):
         if ":" in name or name.startswith("usb"):
             continue
@@ -183,7 +186,7 @@ def find_usb_device(vid: int, pid: int, serial: Optional[str] = None, timeout: f
 def block_device_of(busid: str, timeout: float = 30) -> str:
     """/dev node of the disk behind a USB mass-storage device, once it has appeared."""
     def find():
-        root = os.path.join("/sys/bus/usb/devices", busid)
+        root = os.path.join(DEVICES, busid)
         for dirpath, dirnames, _ in os.walk(os.path.realpath(root)):
             if os.path.basename(dirpath) == "block" and dirnames:
                 dev = "/dev/" + dirnames[0]
@@ -232,3 +235,43 @@ def hotplug(op: str, device_id: str, timeout: float = 90) -> None:
     os.unlink(reply_path)
     if not reply.get("ok"):
         raise AssertionError("%s %s failed on the host: %s" % (op, device_id, reply.get("error")))
+
+
+def driver_of(busid: str) -> Optional[str]:
+    """Name of the driver bound to a USB device (``usb``, ``usbip-host``, ...), None without one or device."""
+    try:
+        return os.path.basename(os.readlink(os.path.join(DEVICES, busid, "driver")))
+    except OSError:
+        return None
+
+
+def imported_device(serial: str) -> Optional[str]:
+    """busid of the device with ``serial`` that hangs under vhci_hcd (the exported original has the same serial)."""
+    for name in os.listdir(DEVICES):
+        path = os.path.join(DEVICES, name)
+        if ":" in name or "vhci_hcd" not in os.path.realpath(path):
+            continue
+        with contextlib.suppress(OSError):
+            with open(os.path.join(path, "serial")) as f:
+                if f.read().strip() == serial:
+                    return name
+    return None
+
+
+@contextlib.contextmanager
+def running(argv: Sequence[str], port: int, log_path: str, env: Optional[Dict[str, str]] = None) -> Iterator[str]:
+    """A daemon (``argv``) in the foreground, its stderr in ``log_path``, once it listens on ``port``.
+
+    Yields the log's path; on the way out the daemon is stopped and its log
+    printed into the test's output.
+    """
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(list(argv), stderr=log, env=env)
+    try:
+        wait_for(lambda: listening(port), 60, "%s listening on port %d" % (os.path.basename(argv[0]), port))
+        yield log_path
+    finally:
+        daemon.terminate()
+        daemon.wait(15)
+        with open(log_path) as log:
+            print(log.read())

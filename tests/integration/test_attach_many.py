@@ -22,15 +22,14 @@ guest reads from it. Each test stops the supervisor, detaches and unbinds in
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 import pytest
 
 from lab import usbhw
-from lab.guestkit import bench_device, listening, load_usb_hardware, ours, sh, wait_for
+from lab.guestkit import bench_device, imported_device, load_usb_hardware, ours, running, sh, wait_for
 from usbip.matching import port_path
 from usbip.sysfs.fs import Sysfs
 from usbip.sysfs.usb import UsbBus
@@ -38,7 +37,6 @@ from usbip.sysfs.vhci import VhciDriver
 
 PORT = 3310
 C_PORT = 3311
-DEVICES = "/sys/bus/usb/devices"
 #: The supervisor's pass interval here: a new device is attached within a pass or two of being exported.
 INTERVAL = 0.5
 #: From the bind on the server to the device enumerated under vhci_hcd: a pass, the import, the enumeration.
@@ -50,19 +48,6 @@ def hardware(kernel) -> Dict[str, str]:
     """busid of the two disks and the keyboard, once the drivers hold them."""
     load_usb_hardware()
     return {device_id: bench_device(device_id) for device_id in ("disk1", "disk2", "kbd1")}
-
-
-def imported(serial: str) -> Optional[str]:
-    """busid of the device with ``serial`` that hangs under vhci_hcd (the local one has the same serial)."""
-    for name in os.listdir(DEVICES):
-        path = os.path.join(DEVICES, name)
-        if ":" in name or "vhci_hcd" not in os.path.realpath(path):
-            continue
-        with contextlib.suppress(OSError):
-            with open(os.path.join(path, "serial")) as f:
-                if f.read().strip() == serial:
-                    return name
-    return None
 
 
 def attached_from(port: int) -> List[str]:
@@ -93,8 +78,6 @@ class Server:
 def exporting(tmp_path, kind: str, busids: List[str]) -> Iterator[Server]:
     """``busids`` bound and served on the server's port; unbound again after (more may be bound meanwhile)."""
     server = Server(kind)
-    daemon = None
-    log_path = tmp_path / ("usbipd-%s.log" % kind)
     try:
         for busid in busids:
             server.bind(busid)
@@ -104,15 +87,9 @@ def exporting(tmp_path, kind: str, busids: List[str]) -> Iterator[Server]:
             argv = [*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(server.port)]
         else:
             argv = ["usbipd", "--tcp-port", str(server.port)]
-        with open(log_path, "w") as log:
-            daemon = subprocess.Popen(argv, stderr=log)
-        wait_for(lambda: listening(server.port), 60, "%s usbipd listening" % kind)
-        yield server
+        with running(argv, server.port, str(tmp_path / ("usbipd-%s.log" % kind))):
+            yield server
     finally:
-        if daemon is not None:
-            daemon.terminate()
-            daemon.wait(15)
-            print(log_path.read_text())
         server.unbind_all()
 
 
@@ -153,13 +130,15 @@ def test_all_with_a_match_attaches_both_identical_disks(hardware, tmp_path):
     with exporting(tmp_path, "ours", disks) as server:
         with supervising(tmp_path, server.port, "all: true, match: {%s}" % DISK_MODEL) as log_path:
             started = time.monotonic()
-            wait_for(lambda: imported("LABDISK1") and imported("LABDISK2"), 40, "both disks under vhci_hcd")
+            wait_for(lambda: imported_device("LABDISK1") and imported_device("LABDISK2"), 40,
+                     "both disks under vhci_hcd")
             print("both disks under vhci_hcd %.1f s after the supervisor started" % (time.monotonic() - started))
             assert attached_from(server.port) == sorted(disks)
             log = open(log_path).read()
             for busid in disks:
                 assert "attached %s on port " % busid in log, busid
-    wait_for(lambda: not (imported("LABDISK1") or imported("LABDISK2")), 20, "both disks gone from vhci_hcd")
+    wait_for(lambda: not (imported_device("LABDISK1") or imported_device("LABDISK2")), 20,
+             "both disks gone from vhci_hcd")
 
 
 @pytest.mark.parametrize("kind", ["ours", "c"])
@@ -171,21 +150,21 @@ def test_a_port_path_match_attaches_the_disk_behind_the_hub_only(hardware, tmp_p
     declaration = "match: {%s, port_path: '%s'}" % (DISK_MODEL, where)
     with exporting(tmp_path, kind, [disk1, disk2]) as server:
         with supervising(tmp_path, server.port, declaration):
-            wait_for(lambda: imported("LABDISK1"), 40, "disk1 under vhci_hcd")
+            wait_for(lambda: imported_device("LABDISK1"), 40, "disk1 under vhci_hcd")
             time.sleep(4 * INTERVAL)  # a few more passes: a single match attaches one device and stays at that
             assert attached_from(server.port) == [disk1]
-            assert imported("LABDISK2") is None
+            assert imported_device("LABDISK2") is None
 
 
 def test_all_picks_up_a_device_exported_after_the_supervisor_started(hardware, tmp_path):
     disk1, keyboard = hardware["disk1"], hardware["kbd1"]
     with exporting(tmp_path, "ours", [disk1]) as server:
         with supervising(tmp_path, server.port, "all: true") as log_path:
-            wait_for(lambda: imported("LABDISK1"), 40, "disk1 under vhci_hcd")
-            assert imported("LABKBD1") is None
+            wait_for(lambda: imported_device("LABDISK1"), 40, "disk1 under vhci_hcd")
+            assert imported_device("LABKBD1") is None
             bound = time.monotonic()
             server.bind(keyboard)
-            wait_for(lambda: imported("LABKBD1"), PICKUP_BOUND, "the keyboard bound later, under vhci_hcd")
+            wait_for(lambda: imported_device("LABKBD1"), PICKUP_BOUND, "the keyboard bound later, under vhci_hcd")
             print("from the bind on the server to the keyboard under vhci_hcd: %.1f s" % (time.monotonic() - bound))
             assert attached_from(server.port) == sorted([disk1, keyboard])
             assert "attached %s on port " % keyboard in open(log_path).read()

@@ -22,25 +22,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pathlib
 import re
-import subprocess
 import tempfile
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import pytest
 
 from lab import usbhw
 from lab.guestkit import (
+    DEVICES,
     STACK,
     VUDC_INSTANCES,
     bench_device,
     block_device_of,
+    driver_of,
     hotplug,
-    listening,
+    imported_device,
     load_usb_hardware,
     ours,
     read_disk,
+    running,
     sh,
     wait_for,
 )
@@ -48,7 +51,6 @@ from usbip.net import client
 
 PORT = 3281
 C_PORT = 3282
-DEVICES = "/sys/bus/usb/devices"
 #: The rescan without uevents runs every RULES_POLL_SECONDS (5); a bind after it takes a little more.
 POLL_BOUND = 15.0
 #: From the ``add`` uevent to usbip-host holding the device: the daemon's 0.5 s settle time and one bind.
@@ -60,26 +62,6 @@ def hardware(kernel) -> Dict[str, str]:
     """busid of every emulated device but the hub, once the drivers hold them."""
     load_usb_hardware()
     return {d.id: bench_device(d.id) for d in usbhw.BENCH if d.driver != "usb-hub"}
-
-
-def driver_of(busid: str) -> Optional[str]:
-    try:
-        return os.path.basename(os.readlink(os.path.join(DEVICES, busid, "driver")))
-    except OSError:
-        return None
-
-
-def imported(serial: str) -> Optional[str]:
-    """busid of the device with ``serial`` that hangs under vhci_hcd (the local one has the same serial)."""
-    for name in os.listdir(DEVICES):
-        path = os.path.join(DEVICES, name)
-        if ":" in name or "vhci_hcd" not in os.path.realpath(path):
-            continue
-        with contextlib.suppress(OSError):
-            with open(os.path.join(path, "serial")) as f:
-                if f.read().strip() == serial:
-                    return name
-    return None
 
 
 def vhci_port() -> int:
@@ -104,17 +86,9 @@ def our_daemon(tmp_path, rules: str, port: int = PORT, hide_pyudev: bool = False
             f.write('raise ImportError("pyudev hidden by the test")\n')
         os.chmod(os.path.join(shadow, "pyudev", "__init__.py"), 0o644)
         env["PYTHONPATH"] = os.pathsep.join([shadow, STACK])
-    log_path = tmp_path / "usbipd.log"
-    with open(log_path, "w") as log:
-        daemon = subprocess.Popen([*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(port)],
-                                  stderr=log, env=env)
-    try:
-        wait_for(lambda: listening(port), 60, "usbipd listening")
-        yield log_path
-    finally:
-        daemon.terminate()
-        daemon.wait(15)
-        print(log_path.read_text())
+    with running([*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(port)], port,
+                 str(tmp_path / "usbipd.log"), env) as log_path:
+        yield pathlib.Path(log_path)
 
 
 def replug_timed(device_id: str, busid: str, bound: float) -> float:
@@ -168,11 +142,11 @@ def test_a_disk_behind_the_hub_exported_by_a_rule_is_read_by_the_c_client(hardwa
         wait_for(lambda: driver_of(disk) == "usbip-host", 20, "the disk exported by its rule")
         sh("usbip", "--tcp-port", str(PORT), "attach", "-r", "127.0.0.1", "-b", disk)
         try:
-            remote = wait_for(lambda: imported("LABDISK1"), 30, "the disk under vhci_hcd")
+            remote = wait_for(lambda: imported_device("LABDISK1"), 30, "the disk under vhci_hcd")
             assert read_disk(block_device_of(remote), len(expected)) == expected
         finally:
             sh("usbip", "detach", "-p", str(vhci_port()))
-        wait_for(lambda: imported("LABDISK1") is None, 20, "the disk detached")
+        wait_for(lambda: imported_device("LABDISK1") is None, 20, "the disk detached")
     sh(*ours("usbip"), "unbind", "-b", disk)
 
 
@@ -181,22 +155,19 @@ def test_the_high_speed_disk_from_the_c_daemon_is_read_by_our_client(hardware, t
     assert open(os.path.join(DEVICES, disk, "speed")).read().strip() == "480"
     expected = usbhw.content(usbhw.by_id("disk2"))
     sh("usbip", "bind", "-b", disk)
-    daemon = subprocess.Popen(["usbipd", "--tcp-port", str(C_PORT)], stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: listening(C_PORT), 60, "the C usbipd listening")
-        sh(*ours("usbip"), "--tcp-port", str(C_PORT), "attach", "-r", "127.0.0.1", "-b", disk)
-        try:
-            remote = wait_for(lambda: imported("LABDISK2"), 30, "the disk under vhci_hcd")
-            assert open(os.path.join(DEVICES, remote, "speed")).read().strip() == "480"
-            assert read_disk(block_device_of(remote), len(expected)) == expected
-            # While it is attached: the port listing of both tools, byte for byte.
-            assert sh(*ours("usbip"), "port").stdout == sh("usbip", "port").stdout
-        finally:
-            sh(*ours("usbip"), "detach", "-p", str(vhci_port()))
-        wait_for(lambda: imported("LABDISK2") is None, 20, "the disk detached")
+        with running(["usbipd", "--tcp-port", str(C_PORT)], C_PORT, str(tmp_path / "c-usbipd.log")):
+            sh(*ours("usbip"), "--tcp-port", str(C_PORT), "attach", "-r", "127.0.0.1", "-b", disk)
+            try:
+                remote = wait_for(lambda: imported_device("LABDISK2"), 30, "the disk under vhci_hcd")
+                assert open(os.path.join(DEVICES, remote, "speed")).read().strip() == "480"
+                assert read_disk(block_device_of(remote), len(expected)) == expected
+                # While it is attached: the port listing of both tools, byte for byte.
+                assert sh(*ours("usbip"), "port").stdout == sh("usbip", "port").stdout
+            finally:
+                sh(*ours("usbip"), "detach", "-p", str(vhci_port()))
+            wait_for(lambda: imported_device("LABDISK2") is None, 20, "the disk detached")
     finally:
-        daemon.terminate()
-        daemon.wait(15)
         sh("usbip", "unbind", "-b", disk, check=False)
 
 

@@ -7,24 +7,23 @@ the holder (``attached_by``: 127.0.0.1 and the client's port), still after
 usbipd is restarted (the attachment lives in the kernel, the record in the
 state file). ``usbip release -b`` ends the import from the server: the
 client's vhci port frees, the device is available (``usbip_status`` 1) and
-still bound to usbip-host, and ``attached_by`` is null again.
+still bound to usbip-host, and ``attached_by`` is null again. The same
+release of a usbip-vudc gadget ends its import too, and the gadget stays
+offered.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 from typing import Dict, Optional
 
 import pytest
 
 from lab import usbhw
-from lab.guestkit import bench_device, listening, load_usb_hardware, ours, sh, wait_for
+from lab.guestkit import DEVICES, bench_device, driver_of, load_usb_hardware, ours, running, sh, wait_for
 
 PORT = 3320
-DEVICES = "/sys/bus/usb/devices"
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +33,11 @@ def keyboard(kernel) -> str:
     return bench_device("kbd1")
 
 
-def driver_of(busid: str) -> Optional[str]:
-    try:
-        return os.path.basename(os.readlink(os.path.join(DEVICES, busid, "driver")))
-    except OSError:
-        return None
-
-
 def usbip_status(busid: str) -> Optional[int]:
+    """The device's usbip_status (a usbip-vudc.N's is its platform device's), None when it has none."""
+    base = "/sys/devices/platform" if busid.startswith("usbip-vudc.") else DEVICES
     try:
-        with open(os.path.join(DEVICES, busid, "usbip_status")) as f:
+        with open(os.path.join(base, busid, "usbip_status")) as f:
             return int(f.read())
     except (OSError, ValueError):
         return None
@@ -54,26 +48,17 @@ def vhci_ports() -> list:
 
 
 def attached_by(busid: str, env: Dict[str, str]):
-    devices = json.loads(sh(*ours("usbip"), "list", "-l", "--json", env=env).stdout)
+    which = "-d" if busid.startswith("usbip-vudc.") else "-l"
+    devices = json.loads(sh(*ours("usbip"), "list", which, "--json", env=env).stdout)
     (entry,) = [d for d in devices if d["busid"] == busid]
     return entry["attached_by"]
 
 
-@contextlib.contextmanager
 def our_daemon(tmp_path, name: str, env: Dict[str, str]):
     config = tmp_path / "usbipd.yml"
     config.write_text("exports:\n  - match: {serial: LABKBD1}\n")
-    log_path = tmp_path / ("usbipd-%s.log" % name)
-    with open(log_path, "w") as log:
-        daemon = subprocess.Popen([*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(PORT)],
-                                  stderr=log, env=env)
-    try:
-        wait_for(lambda: listening(PORT), 60, "usbipd listening")
-        yield daemon
-    finally:
-        daemon.terminate()
-        daemon.wait(15)
-        print(log_path.read_text())
+    return running([*ours("usbipd"), "--debug", "--config", str(config), "--tcp-port", str(PORT)], PORT,
+                   str(tmp_path / ("usbipd-%s.log" % name)), env)
 
 
 def test_the_holder_is_recorded_survives_a_restart_and_release_frees_the_device(keyboard, tmp_path):
@@ -106,3 +91,23 @@ def test_the_holder_is_recorded_survives_a_restart_and_release_frees_the_device(
         for port in vhci_ports():
             sh("usbip", "detach", "-p", str(port["port"]), check=False)
         sh(*ours("usbip"), "unbind", "-b", keyboard, check=False)
+
+
+def test_release_of_a_gadget_frees_the_client_and_leaves_it_offered(kernel, gadgets, tmp_path):
+    """usbip-vudc takes ``-1`` on its usbip_sockfd as usbip-host does: the import ends, the gadget is free."""
+    gadget = "usbip-vudc.2"
+    gadgets("release", gadget, 0x1209, 0x0E01, "RELEASE-1", "acm")
+    env = dict(os.environ, USBIP_EXPORTS_FILE=str(tmp_path / "run" / "exports.json"))
+    try:
+        with running([*ours("usbipd"), "--device", "--tcp-port", str(PORT + 1)], PORT + 1,
+                     str(tmp_path / "usbipd-device.log"), env):
+            sh(*ours("usbip"), "--tcp-port", str(PORT + 1), "attach", "-r", "127.0.0.1", "-d", gadget)
+            wait_for(lambda: usbip_status(gadget) == 2 and vhci_ports(), 20, "the gadget imported")
+            assert attached_by(gadget, env)["host"] == "127.0.0.1"
+            sh(*ours("usbip"), "release", "-b", gadget)
+            wait_for(lambda: not vhci_ports(), 20, "the client's vhci port free")
+            wait_for(lambda: usbip_status(gadget) == 1, 20, "the gadget available again")
+            assert attached_by(gadget, env) is None
+    finally:
+        for port in vhci_ports():
+            sh(*ours("usbip"), "detach", "-p", str(port["port"]), check=False)
