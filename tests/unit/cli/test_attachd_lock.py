@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from fake_vhci import FakeVhci
 
+from tests.unit.net.peers import PeerServer, never_answer
 from usbip import attachments
 from usbip.cli.attachd import Postponed, SharedHold
 from usbip.errors import UsbipError
@@ -34,38 +35,6 @@ def _held_elsewhere(sysfs: Sysfs) -> bool:
 
 
 # -- the daemon's pass, as systemd runs it ------------------------------------------------------------
-class SilentServer:
-    """Accepts connections on 127.0.0.1, reads what comes and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        conns = []
-        while not self.stop.is_set():
-            try:
-                conn, _peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            conns.append(conn)
-            self.accepted.set()
-        for conn in conns:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
 def test_a_pass_does_not_hold_the_lock_while_its_attempts_wait_on_the_network(tmp_path):
     """usbip-attachd --once with two servers that never answer: one does not accept connections (a host that
     is down), one never lists its devices (a declaration by match). Both attempts run to their 3 s deadline,
@@ -78,7 +47,7 @@ def test_a_pass_does_not_hold_the_lock_while_its_attempts_wait_on_the_network(tm
     down.listen(0)
     down_port = down.getsockname()[1]
     filler = socket.create_connection(down.getsockname(), timeout=2)  # the accept queue is full: SYNs dropped
-    silent = SilentServer()
+    silent = PeerServer(never_answer)
     config = tmp_path / "attachments.yml"
     config.write_text("timeout: 3\nattachments:\n  - {server: 127.0.0.1, port: %d, busid: 1-1}\n"
                       "  - {server: 127.0.0.1, port: %d, match: {vendor: '1209'}}\n"

@@ -18,6 +18,7 @@ from typing import List, Tuple
 
 import pytest
 
+from tests.unit.net.peers import PeerServer
 from usbip.net import client
 from usbip.protocol import DevlistReply, DevlistRequest
 
@@ -46,41 +47,16 @@ class Blackhole:
         self.sock.close()
 
 
-class EmptyListServer:
-    """A server on 127.0.0.1 that answers every DEVLIST with an empty list."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.served = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                received = b""
-                while len(received) < DEVLIST_REQUEST:
-                    chunk = conn.recv(DEVLIST_REQUEST - len(received))
-                    if not chunk:
-                        break
-                    received += chunk
-                conn.sendall(DevlistReply(()).encode())
-                self.served += 1
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
+def answer_an_empty_list(conn: socket.socket, _stop: threading.Event) -> None:
+    """Read one DEVLIST request and answer it with no device."""
+    conn.settimeout(5)
+    received = b""
+    while len(received) < DEVLIST_REQUEST:
+        chunk = conn.recv(DEVLIST_REQUEST - len(received))
+        if not chunk:
+            break
+        received += chunk
+    conn.sendall(DevlistReply(()).encode())
 
 
 @pytest.fixture
@@ -109,7 +85,7 @@ def blackhole():
 
 @pytest.fixture
 def server():
-    running = EmptyListServer()
+    running = PeerServer(answer_an_empty_list)
     yield running
     running.close()
 

@@ -18,62 +18,23 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import pytest
 
+from tests.unit.net.peers import PeerServer
 from usbip.net import client
 from usbip.protocol.constants import MAX_DEVICES, MAX_INTERFACES
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class HostileServer:
-    """A server on 127.0.0.1 that runs ``behave(conn)`` for each connection, in a thread of its own."""
-
-    def __init__(self, behave: Callable[[socket.socket, threading.Event], None]) -> None:
-        self.behave = behave
-        self.stop = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.threads: List[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self.behave(conn, self.stop)
-            except OSError:
-                pass  # the client gave up first: that is what these tests want
-
-    def close(self) -> None:
-        self.stop.set()
-        self._accepting.join(5)
-        for thread in self.threads:
-            thread.join(5)
-        self.sock.close()
-
-
 @pytest.fixture
 def hostile():
-    started: List[HostileServer] = []
+    started: List[PeerServer] = []
 
-    def start(behave) -> HostileServer:
-        started.append(HostileServer(behave))
+    def start(behave) -> PeerServer:
+        started.append(PeerServer(behave))
         return started[-1]
 
     yield start
