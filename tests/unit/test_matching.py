@@ -45,8 +45,8 @@ def test_port_path_of_local_devices(tmp_path):
 
 def test_match_str_and_remote_limits():
     match = Match.checked(vendor="1209", serial="S")
-    assert str(match) == "vendor=1209 serial=S" and not match.ids_only
-    assert Match.checked(product=1).ids_only
+    assert str(match) == "vendor=1209 serial=S" and not match.answerable_remotely
+    assert Match.checked(product=1).answerable_remotely
 
 
 def test_same_host():

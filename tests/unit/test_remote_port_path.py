@@ -158,8 +158,8 @@ def test_a_port_path_without_a_device_lists_the_candidates_port_paths():
 
 def test_a_serial_is_not_on_the_wire():
     match = Match.checked(vendor="46f4", serial="LABDISK1")
-    assert not match.answerable_remotely and not match.ids_only
-    assert Match.checked(vendor="46f4", port_path="1.2").ids_only  # a port path is on the wire now
+    assert not match.answerable_remotely
+    assert Match.checked(vendor="46f4", port_path="1.2").answerable_remotely  # a port path is on the wire now
     with pytest.raises(InvalidArgument, match="a server's device list carries no serial number"):
         select_remote(OFFERED, match, "on s:3240")
     with pytest.raises(InvalidArgument, match="a server's device list carries no serial number"):

@@ -158,11 +158,6 @@ class Match:
         """Whether a server's device list can answer this match: it carries the IDs and the port path, no serial."""
         return self.serial is None
 
-    @property
-    def ids_only(self) -> bool:
-        """The former name of :attr:`answerable_remotely`, from before remote port paths: kept for callers."""
-        return self.answerable_remotely
-
     def accepts(self, device: LocalDevice) -> bool:
         if not self.accepts_ids(device.device):
             return False
